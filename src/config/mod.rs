@@ -1,0 +1,133 @@
+//! Configuration: `supervisor.toml` (and, later, `checks/*.toml`) turned into a validated [`Config`].
+//!
+//! Two layers. `raw` mirrors the file with serde (`deny_unknown_fields`, spans kept); `validate` turns it
+//! into the typed structs below, collecting *every* problem as a [`Diagnostic`] that names file, line,
+//! column and key. Nothing outside this module sees the raw layer.
+//!
+//! This module owns parsing and validation only. It must not start processes, touch the state dir or
+//! read service logs; paths are resolved (relative to the config file's directory) but never created.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod duration;
+mod error;
+mod raw;
+mod validate;
+
+pub use duration::{parse_duration, parse_size};
+pub use error::{ConfigError, Diagnostic};
+
+/// A complete, validated configuration. Built only by [`load`] / [`parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from (absolute).
+    pub source: PathBuf,
+    pub supervisor: SupervisorSettings,
+    /// Services by name, in name order.
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Groups (services sharing one external account) by name.
+    pub groups: BTreeMap<String, GroupConfig>,
+}
+
+/// `[supervisor]`: settings of tend itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorSettings {
+    /// Control socket path. Default `<state_dir>/tend.sock`.
+    pub socket: PathBuf,
+    /// Permission bits of the control socket. Default 0o600.
+    pub socket_mode: u32,
+    /// Group that owns the control socket (name), if set; combine with `socket_mode = 0o660`.
+    pub socket_group: Option<String>,
+    /// Where persisted state lives (start history, sticky stops). Default `state` next to the config.
+    pub state_dir: PathBuf,
+    /// Where service logs (`NAME.log`) and tend's own log go. Default `logs` next to the config.
+    pub log_dir: PathBuf,
+    /// Default rotation size for service logs (bytes). Default 10 MiB.
+    pub max_log_size: u64,
+    /// Default number of rotated files kept. Default 5.
+    pub log_keep: usize,
+    /// Lines kept in memory per service for fast viewing. Default 5000.
+    pub log_ring_lines: usize,
+}
+
+/// `[services.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// argv; never empty. A string in the file is split like a shell would (no shell is run).
+    pub command: Vec<String>,
+    /// Working directory, resolved against the config file's directory. Default: that directory.
+    pub cwd: PathBuf,
+    /// Environment added to tend's own: `env_file` first, then `env` (which wins).
+    pub env: BTreeMap<String, String>,
+    /// The env file the values came from, if any (re-read on reload).
+    pub env_file: Option<PathBuf>,
+    pub autostart: bool,
+    pub restart: RestartMode,
+    /// Alive this long after spawn = started; an exit before it is a "quick failure".
+    pub start_grace: Duration,
+    /// Signal number sent to the whole process group to stop it.
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub group: Option<String>,
+    pub port: Option<u16>,
+    pub backoff: Backoff,
+    /// Hard floor between two starts of this service, whatever their cause.
+    pub min_restart_interval: Duration,
+    pub max_log_size: u64,
+    pub log_keep: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartMode {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// `[services.NAME.backoff]`: delay before an automatic restart after an unexpected exit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+    /// Quick failures in a row before the service is declared crash-looping.
+    pub give_up_after: u32,
+    pub on_give_up: GiveUp,
+}
+
+/// What happens to a crash-looping service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// State `fatal`: nothing restarts it until a human starts it.
+    Wait,
+    /// Keep retrying, always at the maximum backoff, and say so in the status.
+    RetrySlowly,
+}
+
+/// `[groups.NAME]`: services that share one external account and its rate limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    pub name: String,
+    /// Minimum time between any two starts of members of the group.
+    pub min_start_spacing: Duration,
+    /// At most this many starts of members within `window`.
+    pub max_starts: u32,
+    pub window: Duration,
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+        path: path.to_path_buf(),
+        source: err,
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration text as if it had been read from `path` (used by tests and by reload).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    validate::validate(path, text)
+}

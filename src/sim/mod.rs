@@ -1,0 +1,1 @@
+//! `tend-sim`: an emulator of the Telethon send_text / send_media webhook services (see TELETHON.md §6).
