@@ -1,10 +1,61 @@
 //! tend: a process supervisor for long-lived services that share one rate-limited account.
 //!
-//! Module map (see docs/ARCHITECTURE.md for the data flow):
-//! - [`config`]: `supervisor.toml` -> validated [`config::Config`].
+//! Module map (docs/ARCHITECTURE.md has the data flow):
+//! - [`config`]: `supervisor.toml` -> validated [`config::Config`]; every error with file, line and key.
+//! - [`core`]: the supervisor actor, sole owner of service state; [`core::policy`] holds the restart rules
+//!   as pure functions.
+//! - [`process`]: spawning in process groups, signals, port holders, orphan reaping (system calls only).
 //! - [`logs`]: capture of service output into rotating files, a ring buffer and a broadcast.
+//! - [`state`]: what survives a restart of tend (start history, sticky stops), written atomically.
+//! - [`control`]: the Unix control socket, its protocol and the CLI client.
+//! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub mod clock;
 pub mod config;
+pub mod control;
+pub mod core;
 pub mod logs;
+pub mod process;
 pub mod sim;
+pub mod state;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Socket(#[from] control::SocketError),
+    #[error(transparent)]
+    Supervisor(#[from] core::SupervisorError),
+}
+
+/// Runs the daemon until `shutdown` fires or a `shutdown` command arrives, then stops every service.
+///
+/// The control socket is bound first, so a second tend on the same socket fails before it starts anything.
+pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let socket = control::bind(
+        &config.supervisor.socket,
+        config.supervisor.socket_mode,
+        config.supervisor.socket_group.as_deref(),
+    )?;
+    if let Err(err) = process::become_subreaper() {
+        tracing::warn!("cannot become child subreaper ({err}); orphans of services go to init");
+    }
+    let config = Arc::new(config);
+    let (supervisor, handle) =
+        core::Supervisor::new(config.clone(), clock::Clock::new(), shutdown.clone())?;
+    tracing::info!(
+        socket = %socket.path().display(),
+        services = config.services.len(),
+        "tend is up"
+    );
+    let control = tokio::spawn(socket.serve(handle.clone(), shutdown.clone()));
+    supervisor.run().await;
+    // The core ends on a shutdown command too; make sure every other task follows.
+    shutdown.cancel();
+    let _ = control.await;
+    Ok(())
+}

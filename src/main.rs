@@ -1,1 +1,432 @@
-fn main() {}
+//! The `tend` binary: argument parsing, tracing set-up, and mapping results to exit codes.
+//! Everything else lives in the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tend::clock::{human_ms, Clock};
+use tend::control::protocol::{ErrorCode, Request, Response};
+use tend::control::{socket_path_from_config, Client, ClientError};
+use tend::core::{Outcome, ServiceStatus};
+use tend::logs::{format_line, Stream};
+use tokio_util::sync::CancellationToken;
+
+/// Exit codes, documented in README.md.
+mod exit {
+    pub const OK: u8 = 0;
+    /// A command failed (an action failed, an error reply, an I/O error).
+    pub const FAILED: u8 = 1;
+    // 2 is clap's usage error.
+    /// No daemon answers on the control socket.
+    pub const NOT_RUNNING: u8 = 3;
+    /// The restart policy refused an action (spacing, budget); `--force` overrides.
+    pub const REFUSED: u8 = 4;
+    /// The configuration is invalid.
+    pub const CONFIG: u8 = 5;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "tend",
+    version,
+    about = "A process supervisor that never hammers a rate-limited account"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        short = 'c',
+        long,
+        global = true,
+        env = "TEND_CONFIG",
+        default_value = "supervisor.toml"
+    )]
+    config: PathBuf,
+    /// Control socket (default: the one the configuration names).
+    #[arg(long, global = true, env = "TEND_SOCKET")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the supervisor in the foreground until SIGTERM/SIGINT or `tend shutdown`.
+    Up,
+    /// Show services: state, pid, uptime, restarts, last exit, next allowed start.
+    Status {
+        names: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services (`all` for every one). Clears a sticky stop.
+    Start(ActionArgs),
+    /// Stop services; they stay stopped (sticky) until started by hand.
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Restart services; refused during a spacing window unless --force.
+    Restart(ActionArgs),
+    /// Show a service's captured output.
+    Logs {
+        name: String,
+        /// Number of lines.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Only stderr.
+        #[arg(long, conflicts_with = "stdout")]
+        stderr: bool,
+        /// Only stdout.
+        #[arg(long)]
+        stdout: bool,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Stop every service and the daemon.
+    Shutdown,
+    /// Check that the configuration is valid, print every problem.
+    Check,
+    /// The Telethon service emulator (same as the `tend-sim` binary).
+    #[command(hide = true)]
+    Sim(tend::sim::SimArgs),
+}
+
+#[derive(Args)]
+struct ActionArgs {
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Bypass restart spacing and group budgets (recorded in the history).
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Sim(args) = cli.command {
+        return tend::sim::run_blocking(args);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("tend: cannot start the async runtime: {err}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Cmd::Up => up(&cli.config).await,
+            Cmd::Check => check(&cli.config),
+            command => client_command(&cli.config, cli.socket.as_deref(), command).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+fn check(config: &Path) -> u8 {
+    match tend::config::load(config) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} services, {} groups)",
+                config.display(),
+                cfg.services.len(),
+                cfg.groups.len()
+            );
+            exit::OK
+        }
+        Err(err) => {
+            eprintln!("{}", render_config_error(&err));
+            exit::CONFIG
+        }
+    }
+}
+
+fn render_config_error(err: &tend::config::ConfigError) -> String {
+    format!("tend: {err}")
+}
+
+async fn up(config_path: &Path) -> u8 {
+    let config = match tend::config::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{}", render_config_error(&err));
+            return exit::CONFIG;
+        }
+    };
+    let _guard = match init_tracing(&config.supervisor.log_dir) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("tend: {err:#}");
+            return exit::FAILED;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(forward_signals(shutdown.clone()));
+    match tend::run(config, shutdown).await {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("tend: {err}");
+            exit::FAILED
+        }
+    }
+}
+
+/// SIGTERM / SIGINT: stop every service gracefully and exit.
+async fn forward_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+/// tend's own log: stderr and a daily-rotated file in the log dir (7 kept).
+fn init_tracing(log_dir: &Path) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter};
+    std::fs::create_dir_all(log_dir)
+        .with_context(|| format!("cannot create log dir {}", log_dir.display()))?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("tend")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(log_dir)
+        .with_context(|| format!("cannot open tend's log file in {}", log_dir.display()))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_env("TEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_ansi(false).with_writer(file))
+        .init();
+    Ok(guard)
+}
+
+async fn client_command(config: &Path, socket: Option<&Path>, command: Cmd) -> u8 {
+    let socket = match socket {
+        Some(s) => s.to_path_buf(),
+        None => match socket_path_from_config(config) {
+            Ok(s) => s,
+            Err(err) => {
+                eprintln!("tend: {err}");
+                return exit::NOT_RUNNING;
+            }
+        },
+    };
+    let mut client = match Client::connect(&socket).await {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("tend: {err}");
+            return match err {
+                ClientError::NotRunning { .. } => exit::NOT_RUNNING,
+                _ => exit::FAILED,
+            };
+        }
+    };
+    match run_client(&mut client, command).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tend: {err:#}");
+            exit::FAILED
+        }
+    }
+}
+
+async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
+    let mut json_out = false;
+    let request = match command {
+        Cmd::Status { names, json } => {
+            json_out = json;
+            Request::Status { names }
+        }
+        Cmd::Start(a) => Request::Start {
+            names: a.names,
+            force: a.force,
+        },
+        Cmd::Stop { names } => Request::Stop { names },
+        Cmd::Restart(a) => Request::Restart {
+            names: a.names,
+            force: a.force,
+        },
+        Cmd::Logs {
+            name,
+            lines,
+            stderr,
+            stdout,
+            follow,
+        } => Request::Logs {
+            name,
+            lines,
+            stream: if stderr {
+                Some(Stream::Stderr)
+            } else if stdout {
+                Some(Stream::Stdout)
+            } else {
+                None
+            },
+            follow,
+        },
+        Cmd::Shutdown => Request::Shutdown,
+        Cmd::Up | Cmd::Check | Cmd::Sim(_) => unreachable!("handled before connecting"),
+    };
+    let follow = matches!(request, Request::Logs { follow: true, .. });
+    client.send(&request).await?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let Some(reply) = client.next().await? else {
+            if follow {
+                return Ok(exit::OK);
+            }
+            anyhow::bail!("tend closed the connection without answering");
+        };
+        match reply {
+            Response::Line { line } => {
+                writeln!(out, "{}", format_line(&line))?;
+                out.flush()?;
+                continue;
+            }
+            Response::Status { snapshot } => {
+                if json_out {
+                    serde_json::to_writer_pretty(&mut out, &snapshot)?;
+                    writeln!(out)?;
+                } else {
+                    let now = Clock::new().now_ms();
+                    write!(out, "{}", render_status(&snapshot.services, now))?;
+                }
+                return Ok(exit::OK);
+            }
+            Response::Actions { results } => {
+                let mut code = exit::OK;
+                for r in results {
+                    let (text, c) = match &r.outcome {
+                        Outcome::Done { message } => (message.clone(), exit::OK),
+                        Outcome::Refused { message, .. } => (message.clone(), exit::REFUSED),
+                        Outcome::Failed { message } => (message.clone(), exit::FAILED),
+                        Outcome::NoSuchService => ("no such service".into(), exit::FAILED),
+                    };
+                    writeln!(out, "{}: {}", r.name, text)?;
+                    if code == exit::OK {
+                        code = c;
+                    }
+                }
+                return Ok(code);
+            }
+            Response::Lines { lines } => {
+                for line in lines {
+                    writeln!(out, "{}", format_line(&line))?;
+                }
+                return Ok(exit::OK);
+            }
+            Response::Ok { message } => {
+                writeln!(out, "{message}")?;
+                return Ok(exit::OK);
+            }
+            Response::Pong { version, pid } => {
+                writeln!(out, "tend {version} (pid {pid})")?;
+                return Ok(exit::OK);
+            }
+            Response::Error { code, message } => {
+                eprintln!("tend: {message}");
+                if follow && code == ErrorCode::BadRequest {
+                    continue;
+                }
+                return Ok(exit::FAILED);
+            }
+        }
+    }
+}
+
+/// The supervisorctl-like table.
+fn render_status(services: &[ServiceStatus], now: i64) -> String {
+    let header = [
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "LAST START",
+        "NEXT START",
+    ];
+    let rows: Vec<[String; 8]> = services
+        .iter()
+        .map(|s| {
+            let next = if s.next_start.at_ms <= now {
+                "now".to_string()
+            } else {
+                let hold = s
+                    .next_start
+                    .hold
+                    .as_ref()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                format!("in {}{hold}", human_ms(s.next_start.at_ms - now))
+            };
+            let state = if s.sticky_stop && s.state == tend::core::ServiceState::Stopped {
+                "stopped*".to_string()
+            } else {
+                s.state.to_string()
+            };
+            [
+                s.name.clone(),
+                state,
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.since_ms
+                    .map(|t| human_ms(now - t))
+                    .unwrap_or_else(|| "-".into()),
+                s.restarts.to_string(),
+                s.last_exit
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.last_start
+                    .as_ref()
+                    .map(|r| format!("{}{}", r.reason, if r.forced { " (forced)" } else { "" }))
+                    .unwrap_or_else(|| "-".into()),
+                next,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for (row, s) in rows.iter().zip(services) {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+        if let Some(message) = &s.message {
+            out.push_str(&format!("  └ {message}\n"));
+        }
+    }
+    if services.iter().any(|s| s.sticky_stop) {
+        out.push_str("* stopped by hand: nothing restarts it until `tend start NAME`\n");
+    }
+    out
+}

@@ -44,3 +44,54 @@ pub struct LogSettings {
 
 /// Shared, read-only view of a published line.
 pub type SharedLine = Arc<LogLine>;
+
+// ---- TEMPORARY STUB (replaced by the logs branch) ----
+#[derive(Debug, thiserror::Error)]
+#[error("log error")]
+pub struct LogError;
+#[derive(Debug, Clone)]
+pub struct ServiceLog {
+    tx: tokio::sync::broadcast::Sender<SharedLine>,
+}
+pub struct Capture;
+impl std::future::Future for Capture {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
+}
+impl ServiceLog {
+    pub fn open(_s: LogSettings) -> Result<ServiceLog, LogError> {
+        Ok(ServiceLog {
+            tx: tokio::sync::broadcast::channel(16).0,
+        })
+    }
+    pub fn capture(
+        &self,
+        _o: Option<tokio::process::ChildStdout>,
+        _e: Option<tokio::process::ChildStderr>,
+    ) -> Capture {
+        Capture
+    }
+    pub async fn marker(&self, _t: impl Into<String>) {}
+    pub fn try_marker(&self, _t: impl Into<String>) -> Result<(), LogError> {
+        Ok(())
+    }
+    pub async fn tail(&self, _n: usize, _s: Option<Stream>) -> Vec<LogLine> {
+        vec![]
+    }
+    pub async fn follow(
+        &self,
+        _n: usize,
+        _s: Option<Stream>,
+    ) -> (Vec<LogLine>, tokio::sync::broadcast::Receiver<SharedLine>) {
+        (vec![], self.tx.subscribe())
+    }
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SharedLine> {
+        self.tx.subscribe()
+    }
+    pub async fn close(&self) {}
+}
+pub fn format_line(l: &LogLine) -> String {
+    l.text.clone()
+}

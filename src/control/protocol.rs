@@ -1,0 +1,198 @@
+//! The control protocol shared by the daemon and the CLI: one JSON request per line, answered by one JSON
+//! response per line (a followed log answers with many `line` responses until the client hangs up).
+//!
+//! ```text
+//! -> {"v":1,"cmd":"restart","names":["send_text"],"force":false}
+//! <- {"v":1,"reply":"actions","results":[{"name":"send_text","outcome":"refused",...}]}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::{ActionResult, Snapshot};
+use crate::logs::{LogLine, Stream};
+
+/// Bumped on any incompatible change; a daemon answers other versions with `unsupported_version`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line the daemon reads.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Ping,
+    /// Empty `names` = every service.
+    Status {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// `names` may be `["all"]`.
+    Start {
+        names: Vec<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    Stop {
+        names: Vec<String>,
+    },
+    Restart {
+        names: Vec<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    Logs {
+        name: String,
+        #[serde(default = "default_lines")]
+        lines: usize,
+        #[serde(default)]
+        stream: Option<Stream>,
+        #[serde(default)]
+        follow: bool,
+    },
+    Shutdown,
+}
+
+fn default_lines() -> usize {
+    50
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, unknown `cmd`, missing fields.
+    BadRequest,
+    UnsupportedVersion,
+    UnknownService,
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Pong {
+        version: String,
+        pid: u32,
+    },
+    Status {
+        snapshot: Snapshot,
+    },
+    Actions {
+        results: Vec<ActionResult>,
+    },
+    Lines {
+        lines: Vec<LogLine>,
+    },
+    /// One line of a followed log.
+    Line {
+        line: LogLine,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// A request or response with its protocol version, as sent on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// Encodes one message as a line (with the trailing newline).
+pub fn encode<T: Serialize>(body: &T) -> String {
+    let mut line = serde_json::to_string(&Envelope {
+        v: PROTOCOL_VERSION,
+        body,
+    })
+    .expect("protocol messages serialize");
+    line.push('\n');
+    line
+}
+
+/// Decodes a request line, with an error response ready when it is not acceptable.
+pub fn decode_request(line: &str) -> Result<Request, Response> {
+    let bad = |message: String| Response::Error {
+        code: ErrorCode::BadRequest,
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| bad(format!("request is not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(bad("request must be a JSON object".into()));
+    };
+    match object.get("v").and_then(|v| v.as_u64()) {
+        Some(v) if v == PROTOCOL_VERSION as u64 => {}
+        Some(v) => {
+            return Err(Response::Error {
+                code: ErrorCode::UnsupportedVersion,
+                message: format!(
+                    "protocol version {v} is not supported; this tend speaks version {PROTOCOL_VERSION}"
+                ),
+            })
+        }
+        None => return Err(bad("request lacks the protocol version field `v`".into())),
+    }
+    let mut object = object.clone();
+    object.remove("v");
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| bad(format!("invalid request: {e}")))
+}
+
+/// Decodes a response line (client side).
+pub fn decode_response(line: &str) -> Result<Response, String> {
+    let envelope: Envelope<Response> =
+        serde_json::from_str(line).map_err(|e| format!("unreadable reply from tend: {e}"))?;
+    if envelope.v != PROTOCOL_VERSION {
+        return Err(format!(
+            "the daemon speaks protocol version {}, this client {PROTOCOL_VERSION}: use the same tend binary",
+            envelope.v
+        ));
+    }
+    Ok(envelope.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_roundtrip() {
+        let req = Request::Restart {
+            names: vec!["a".into()],
+            force: true,
+        };
+        let line = encode(&req);
+        assert_eq!(
+            line,
+            "{\"v\":1,\"cmd\":\"restart\",\"names\":[\"a\"],\"force\":true}\n"
+        );
+        assert_eq!(decode_request(line.trim_end()).unwrap(), req);
+    }
+
+    #[test]
+    fn bad_requests_get_error_replies() {
+        let code = |line: &str| match decode_request(line) {
+            Err(Response::Error { code, message }) => (code, message),
+            other => panic!("expected an error for {line}: {other:?}"),
+        };
+        assert_eq!(code("nonsense").0, ErrorCode::BadRequest);
+        assert_eq!(code("[1,2]").0, ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"cmd":"ping"}"#).0, ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"v":2,"cmd":"ping"}"#).0,
+            ErrorCode::UnsupportedVersion
+        );
+        let (c, m) = code(r#"{"v":1,"cmd":"explode"}"#);
+        assert_eq!(c, ErrorCode::BadRequest);
+        assert!(m.contains("explode"), "{m}");
+        assert_eq!(code(r#"{"v":1,"cmd":"stop"}"#).0, ErrorCode::BadRequest);
+        assert_eq!(
+            decode_request(r#"{"v":1,"cmd":"ping"}"#).unwrap(),
+            Request::Ping
+        );
+    }
+}

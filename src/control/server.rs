@@ -1,0 +1,371 @@
+//! Daemon side of the control socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
+use crate::core::{ActionResult, CoreHandle, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("another tend is already running with control socket {} (it answered a connection); stop it first with `tend shutdown`", .0.display())]
+    AlreadyRunning(PathBuf),
+    #[error("cannot {action} control socket {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("socket_group `{0}` does not exist")]
+    NoSuchGroup(String),
+}
+
+/// A bound control socket. Removes its file when dropped.
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds the control socket at `path` with `mode` (and group), refusing if a live daemon answers there and
+/// replacing a stale file left by a dead one. The socket gets its permissions before it becomes reachable
+/// under its real name: it is bound under a temporary name and renamed into place.
+pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<ControlSocket, SocketError> {
+    let io = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| SocketError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+    }
+    if path.exists() {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(SocketError::AlreadyRunning(path.to_path_buf())),
+            Err(_) => {
+                tracing::warn!(
+                    "removing stale control socket {} (no daemon answers there)",
+                    path.display()
+                );
+                std::fs::remove_file(path).map_err(io("remove stale"))?;
+            }
+        }
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tend.sock"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(io("bind"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(io("set permissions of"))?;
+    if let Some(group) = group {
+        let gid = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .ok_or_else(|| SocketError::NoSuchGroup(group.to_string()))?
+            .gid;
+        nix::unistd::chown(&tmp, None, Some(gid))
+            .map_err(|e| io("set the group of")(std::io::Error::from_raw_os_error(e as i32)))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io("move into place"))?;
+    Ok(ControlSocket {
+        listener,
+        path: path.to_path_buf(),
+    })
+}
+
+impl ControlSocket {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves connections until `shutdown` fires. Each connection gets its own task; a misbehaving client
+    /// only ever affects itself.
+    pub async fn serve(self, core: CoreHandle, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let core = core.clone();
+                        let shutdown = shutdown.clone();
+                        tokio::spawn(async move {
+                            if let Err(err) = handle_connection(stream, core, shutdown).await {
+                                tracing::debug!("control connection ended: {err}");
+                            }
+                        });
+                    }
+                    Err(err) => {
+                        tracing::warn!("control socket accept failed: {err}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}
+
+async fn handle_connection(
+    stream: UnixStream,
+    core: CoreHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_REQUEST_BYTES {
+            let reply = Response::Error {
+                code: ErrorCode::BadRequest,
+                message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+            };
+            write.write_all(protocol::encode(&reply).as_bytes()).await?;
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let request = match protocol::decode_request(text) {
+            Ok(request) => request,
+            Err(reply) => {
+                write.write_all(protocol::encode(&reply).as_bytes()).await?;
+                continue;
+            }
+        };
+        if let Request::Logs {
+            name,
+            lines,
+            stream,
+            follow: true,
+        } = &request
+        {
+            return follow_logs(&core, name, *lines, *stream, &mut write, &shutdown).await;
+        }
+        let reply = handle_request(&core, request).await;
+        write.write_all(protocol::encode(&reply).as_bytes()).await?;
+    }
+}
+
+fn gone() -> Response {
+    Response::Error {
+        code: ErrorCode::ShuttingDown,
+        message: "tend is shutting down".into(),
+    }
+}
+
+/// Expands `all` / empty to every service; rejects unknown names before anything is done.
+fn resolve_names(
+    snapshot: &Snapshot,
+    names: &[String],
+    empty_means_all: bool,
+) -> Result<Vec<String>, Response> {
+    let known: Vec<&str> = snapshot.services.iter().map(|s| s.name.as_str()).collect();
+    if names.iter().any(|n| n == "all") || (names.is_empty() && empty_means_all) {
+        return Ok(known.iter().map(|s| s.to_string()).collect());
+    }
+    if names.is_empty() {
+        return Err(Response::Error {
+            code: ErrorCode::BadRequest,
+            message: "name at least one service, or `all`".into(),
+        });
+    }
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| !known.contains(&n.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Response::Error {
+            code: ErrorCode::UnknownService,
+            message: format!(
+                "no such service: {}; known services: {}",
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                known.join(", ")
+            ),
+        });
+    }
+    Ok(names.to_vec())
+}
+
+async fn handle_request(core: &CoreHandle, request: Request) -> Response {
+    const BY: &str = "control socket";
+    let Ok(snapshot) = core.status().await else {
+        return gone();
+    };
+    match request {
+        Request::Ping => Response::Pong {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+        },
+        Request::Status { names } => match resolve_names(&snapshot, &names, true) {
+            Ok(names) => Response::Status {
+                snapshot: Snapshot {
+                    at_ms: snapshot.at_ms,
+                    services: snapshot
+                        .services
+                        .into_iter()
+                        .filter(|s| names.contains(&s.name))
+                        .collect(),
+                },
+            },
+            Err(reply) => reply,
+        },
+        Request::Start { names, force } => {
+            run_actions(core, &snapshot, &names, move |c, n| async move {
+                c.start(&n, force, BY).await
+            })
+            .await
+        }
+        Request::Stop { names } => {
+            run_actions(core, &snapshot, &names, |c, n| async move {
+                c.stop(&n, BY).await
+            })
+            .await
+        }
+        Request::Restart { names, force } => {
+            run_actions(core, &snapshot, &names, move |c, n| async move {
+                c.restart(&n, force, BY).await
+            })
+            .await
+        }
+        Request::Logs {
+            name,
+            lines,
+            stream,
+            follow: _,
+        } => match core.log(&name).await {
+            Ok(Some(log)) => Response::Lines {
+                lines: log.tail(lines, stream).await,
+            },
+            Ok(None) => unknown_service(&snapshot, &name),
+            Err(_) => gone(),
+        },
+        Request::Shutdown => {
+            // Answer first: the core only replies once every service is down, and the client should know
+            // the request was taken even if it does not wait that long.
+            let core = core.clone();
+            tokio::spawn(async move {
+                let _ = core.shutdown().await;
+            });
+            Response::Ok {
+                message: "shutting down: stopping every service".into(),
+            }
+        }
+    }
+}
+
+fn unknown_service(snapshot: &Snapshot, name: &str) -> Response {
+    resolve_names(snapshot, &[name.to_string()], false)
+        .err()
+        .unwrap_or_else(gone)
+}
+
+/// Runs one action per service concurrently (a stop waits for its process; several stops overlap) and
+/// answers with the results in the order the names were given.
+async fn run_actions<F, Fut>(
+    core: &CoreHandle,
+    snapshot: &Snapshot,
+    names: &[String],
+    action: F,
+) -> Response
+where
+    F: Fn(CoreHandle, String) -> Fut,
+    Fut: std::future::Future<Output = Result<ActionResult, crate::core::CoreGone>> + Send + 'static,
+{
+    let names = match resolve_names(snapshot, names, false) {
+        Ok(names) => names,
+        Err(reply) => return reply,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, name) in names.iter().enumerate() {
+        let fut = action(core.clone(), name.clone());
+        tasks.spawn(async move { (index, fut.await) });
+    }
+    let mut results: Vec<Option<ActionResult>> = vec![None; names.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, Ok(result))) => results[index] = Some(result),
+            _ => return gone(),
+        }
+    }
+    Response::Actions {
+        results: results.into_iter().flatten().collect(),
+    }
+}
+
+async fn follow_logs(
+    core: &CoreHandle,
+    name: &str,
+    lines: usize,
+    stream: Option<crate::logs::Stream>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let log = match core.log(name).await {
+        Ok(Some(log)) => log,
+        Ok(None) => {
+            let snapshot = core.status().await.unwrap_or_default();
+            let reply = unknown_service(&snapshot, name);
+            return write.write_all(protocol::encode(&reply).as_bytes()).await;
+        }
+        Err(_) => return write.write_all(protocol::encode(&gone()).as_bytes()).await,
+    };
+    // Taken atomically by the log writer: no line falls between the tail and the live stream.
+    let (tail, mut live) = log.follow(lines, stream).await;
+    for line in tail {
+        write
+            .write_all(protocol::encode(&Response::Line { line }).as_bytes())
+            .await?;
+    }
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(line) => {
+                    if stream.is_some_and(|s| s != line.stream) {
+                        continue;
+                    }
+                    let reply = Response::Line { line: (*line).clone() };
+                    write.write_all(protocol::encode(&reply).as_bytes()).await?;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let reply = Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: format!("follower too slow: {n} lines skipped"),
+                    };
+                    write.write_all(protocol::encode(&reply).as_bytes()).await?;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}

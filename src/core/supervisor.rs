@@ -1,0 +1,974 @@
+//! The supervisor actor: owns every service's runtime state and performs every start and stop.
+//!
+//! One task runs [`Supervisor::run`]: a loop over a closed set of inputs (commands, process exits, timers,
+//! SIGCHLD, shutdown). Waiter tasks (one per running process) own the `Child` and report its exit back as
+//! an [`Internal`] message; they never touch service state.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{self, AfterExit, DownState, Gate, GroupLimits, Limits, RunEnd};
+use super::{
+    ActionResult, Command, CoreHandle, Event, ExitInfo, NextStart, Outcome, ServiceState,
+    ServiceStatus, Snapshot,
+};
+use crate::clock::{human_ms, Clock, Millis};
+use crate::config::{Config, ServiceConfig};
+use crate::logs::{LogSettings, ServiceLog};
+use crate::process::{self, SpawnSpec};
+use crate::state::{PersistedState, StartReason, StartRecord, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("cannot open the log of service {service}: {source}")]
+    Log {
+        service: String,
+        source: crate::logs::LogError,
+    },
+}
+
+/// Messages from tend's own tasks to the actor.
+#[derive(Debug)]
+enum Internal {
+    Exited {
+        name: String,
+        run_id: u64,
+        pid: u32,
+        status: std::io::Result<std::process::ExitStatus>,
+    },
+}
+
+/// Why the actor woke a service up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A held-back start may be due (Waiting / Backoff).
+    Start,
+    /// `start_grace` elapsed: Starting -> Running.
+    Grace,
+    /// `stop_timeout` elapsed: escalate to SIGKILL.
+    Kill,
+}
+
+/// The current process of a service.
+#[derive(Debug)]
+struct Run {
+    id: u64,
+    pid: u32,
+    started_ms: Millis,
+}
+
+/// A start waiting for the running process to stop first (restart).
+#[derive(Debug)]
+struct PendingRestart {
+    reason: StartReason,
+    forced: bool,
+    reply: Option<oneshot::Sender<ActionResult>>,
+}
+
+/// Runtime state of one service; only the actor has it.
+#[derive(Debug)]
+struct Service {
+    /// Its configuration.
+    cfg: ServiceConfig,
+    state: ServiceState,
+    /// The live process, while there is one.
+    run: Option<Run>,
+    /// The one pending wake-up, if any.
+    timer: Option<(Instant, Timer)>,
+    /// Reason the next automatic start will record.
+    pending_reason: StartReason,
+    /// End of the current backoff, while in Backoff.
+    backoff_until: Option<Millis>,
+    quick_failures: u32,
+    last_exit: Option<ExitInfo>,
+    /// Starts since tend came up.
+    starts_this_session: u32,
+    message: Option<String>,
+    /// Replies to send once the process has stopped.
+    stop_waiters: Vec<oneshot::Sender<ActionResult>>,
+    restart_after_stop: Option<PendingRestart>,
+    log: ServiceLog,
+}
+
+pub struct Supervisor {
+    config: Arc<Config>,
+    clock: Clock,
+    services: BTreeMap<String, Service>,
+    /// Start history and sticky stops; saved after every change.
+    persisted: PersistedState,
+    store: StateStore,
+    commands: mpsc::Receiver<Command>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    events: broadcast::Sender<Event>,
+    snapshot: watch::Sender<Snapshot>,
+    shutdown: CancellationToken,
+    /// Set once shutdown began: no more starts, exit when every process is gone.
+    shutting_down: bool,
+    shutdown_waiters: Vec<oneshot::Sender<()>>,
+    next_run_id: u64,
+}
+
+impl Supervisor {
+    /// Builds the actor and its handle. Loads persisted state and opens every service's log; starts nothing.
+    pub fn new(
+        config: Arc<Config>,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) -> Result<(Supervisor, CoreHandle), SupervisorError> {
+        let store = StateStore::new(&config.supervisor.state_dir);
+        let loaded = store.load(clock.now_ms())?;
+        if let Some(warning) = &loaded.warning {
+            tracing::warn!("{warning}");
+        }
+        let mut services = BTreeMap::new();
+        for (name, cfg) in &config.services {
+            let log = ServiceLog::open(LogSettings {
+                dir: config.supervisor.log_dir.clone(),
+                name: name.clone(),
+                max_size: cfg.max_log_size,
+                keep: cfg.log_keep,
+                ring_lines: config.supervisor.log_ring_lines,
+            })
+            .map_err(|source| SupervisorError::Log {
+                service: name.clone(),
+                source,
+            })?;
+            services.insert(
+                name.clone(),
+                Service {
+                    cfg: cfg.clone(),
+                    state: ServiceState::Stopped,
+                    run: None,
+                    timer: None,
+                    pending_reason: StartReason::Initial,
+                    backoff_until: None,
+                    quick_failures: 0,
+                    last_exit: None,
+                    starts_this_session: 0,
+                    message: None,
+                    stop_waiters: Vec::new(),
+                    restart_after_stop: None,
+                    log,
+                },
+            );
+        }
+        let (commands_tx, commands) = mpsc::channel(256);
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot::default());
+        let handle = CoreHandle {
+            commands: commands_tx,
+            events: events.clone(),
+            snapshot: snapshot_rx,
+        };
+        let mut supervisor = Supervisor {
+            config,
+            clock,
+            services,
+            persisted: loaded.state,
+            store,
+            commands,
+            internal_tx,
+            internal_rx,
+            events,
+            snapshot,
+            shutdown,
+            shutting_down: false,
+            shutdown_waiters: Vec::new(),
+            next_run_id: 1,
+        };
+        supervisor.publish();
+        Ok((supervisor, handle))
+    }
+
+    /// Runs until shutdown (the token or a Shutdown command) and every process is gone.
+    pub async fn run(mut self) {
+        let mut sigchld = signal(SignalKind::child()).ok();
+        self.autostart();
+        loop {
+            if self.shutting_down && self.all_down() {
+                break;
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                Some(cmd) = self.commands.recv() => self.handle_command(cmd),
+                Some(msg) = self.internal_rx.recv() => self.handle_internal(msg),
+                _ = sleep_until_opt(deadline) => self.fire_timers(),
+                _ = recv_opt(&mut sigchld) => self.reap_orphans(),
+                _ = self.shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
+            }
+            self.publish();
+        }
+        for waiter in self.shutdown_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        for service in self.services.values() {
+            service.log.close().await;
+        }
+        tracing::info!("all services stopped; core finished");
+    }
+
+    fn autostart(&mut self) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let sticky = self.persisted.service_mut(&name).sticky_stop;
+            let service = &self.services[&name];
+            if sticky {
+                self.set_message(
+                    &name,
+                    Some("stopped by hand (sticky): start it by hand".into()),
+                );
+                continue;
+            }
+            if !service.cfg.autostart {
+                continue;
+            }
+            self.auto_start(&name, StartReason::Initial, true);
+        }
+    }
+
+    // ---- commands -------------------------------------------------------------------------------
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status { reply } => {
+                let _ = reply.send(self.build_snapshot());
+            }
+            Command::Start {
+                name,
+                force,
+                by,
+                reply,
+            } => {
+                let result = self.manual_start(&name, force, &by);
+                let _ = reply.send(result);
+            }
+            Command::Stop { name, by, reply } => self.manual_stop(&name, &by, reply),
+            Command::Restart {
+                name,
+                force,
+                by,
+                reply,
+            } => self.manual_restart(&name, force, &by, reply),
+            Command::Log { name, reply } => {
+                let _ = reply.send(self.services.get(&name).map(|s| s.log.clone()));
+            }
+            Command::Shutdown { reply } => {
+                self.shutdown_waiters.push(reply);
+                if !self.shutting_down {
+                    self.begin_shutdown();
+                }
+            }
+        }
+    }
+
+    fn manual_start(&mut self, name: &str, force: bool, by: &str) -> ActionResult {
+        let result = |outcome| ActionResult {
+            name: name.to_string(),
+            outcome,
+        };
+        let Some(service) = self.services.get(name) else {
+            return result(Outcome::NoSuchService);
+        };
+        if self.shutting_down {
+            return result(Outcome::Failed {
+                message: "tend is shutting down".into(),
+            });
+        }
+        match service.state {
+            ServiceState::Starting | ServiceState::Running => {
+                let pid = service.run.as_ref().map(|r| r.pid).unwrap_or_default();
+                return result(Outcome::Done {
+                    message: format!("already running (pid {pid})"),
+                });
+            }
+            ServiceState::Stopping => {
+                return result(Outcome::Failed {
+                    message: "is stopping; start it again once it has stopped".into(),
+                })
+            }
+            _ => {}
+        }
+        let now = self.clock.now_ms();
+        if !force {
+            if let Some(refusal) = self.refusal(name, now) {
+                return result(refusal);
+            }
+        }
+        self.persisted.service_mut(name).sticky_stop = false;
+        self.save_state();
+        let reason = StartReason::Manual { by: by.to_string() };
+        result(self.spawn(name, reason, force))
+    }
+
+    /// `Some(Refused)` when the policy holds a manual start back at `now`.
+    fn refusal(&self, name: &str, now: Millis) -> Option<Outcome> {
+        let gate = self.gate(name, None, now);
+        if gate.is_open(now) {
+            return None;
+        }
+        let hold = gate.hold.expect("a closed gate has a hold");
+        let wait = gate.at - now;
+        Some(Outcome::Refused {
+            message: format!(
+                "refused: {} allows the next start in {} (use --force to override)",
+                hold,
+                human_ms(wait)
+            ),
+            retry_in_ms: wait,
+            hold,
+        })
+    }
+
+    fn manual_stop(&mut self, name: &str, by: &str, reply: oneshot::Sender<ActionResult>) {
+        let Some(service) = self.services.get_mut(name) else {
+            let _ = reply.send(ActionResult {
+                name: name.to_string(),
+                outcome: Outcome::NoSuchService,
+            });
+            return;
+        };
+        let state = service.state;
+        if !state.has_process() {
+            service.timer = None;
+            service.backoff_until = None;
+            self.persisted.service_mut(name).sticky_stop = true;
+            self.save_state();
+            self.set_message(name, Some(format!("stopped by {by} (sticky)")));
+            self.set_state(name, ServiceState::Stopped);
+            let _ = reply.send(ActionResult {
+                name: name.to_string(),
+                outcome: Outcome::Done {
+                    message: format!("stopped (was {state})"),
+                },
+            });
+            return;
+        }
+        self.persisted.service_mut(name).sticky_stop = true;
+        self.save_state();
+        self.set_message(name, Some(format!("stopped by {by} (sticky)")));
+        self.services
+            .get_mut(name)
+            .expect("checked above")
+            .stop_waiters
+            .push(reply);
+        self.begin_stop(name, &format!("stop requested by {by}"));
+    }
+
+    fn manual_restart(
+        &mut self,
+        name: &str,
+        force: bool,
+        by: &str,
+        reply: oneshot::Sender<ActionResult>,
+    ) {
+        let Some(service) = self.services.get(name) else {
+            let _ = reply.send(ActionResult {
+                name: name.to_string(),
+                outcome: Outcome::NoSuchService,
+            });
+            return;
+        };
+        let now = self.clock.now_ms();
+        if !force {
+            if let Some(refusal) = self.refusal(name, now) {
+                let _ = reply.send(ActionResult {
+                    name: name.to_string(),
+                    outcome: refusal,
+                });
+                return;
+            }
+        }
+        let reason = StartReason::Manual { by: by.to_string() };
+        if service.state.has_process() {
+            self.persisted.service_mut(name).sticky_stop = false;
+            self.save_state();
+            let service = self.services.get_mut(name).expect("checked above");
+            service.restart_after_stop = Some(PendingRestart {
+                reason,
+                forced: force,
+                reply: Some(reply),
+            });
+            if service.state != ServiceState::Stopping {
+                self.begin_stop(name, &format!("restart requested by {by}"));
+            }
+        } else {
+            self.persisted.service_mut(name).sticky_stop = false;
+            self.save_state();
+            let outcome = self.spawn(name, reason, force);
+            let _ = reply.send(ActionResult {
+                name: name.to_string(),
+                outcome,
+            });
+        }
+    }
+
+    // ---- starting -------------------------------------------------------------------------------
+
+    fn limits(&self, name: &str) -> Limits {
+        let cfg = &self.services[name].cfg;
+        Limits {
+            min_restart_interval: cfg.min_restart_interval,
+            group: cfg
+                .group
+                .as_ref()
+                .and_then(|g| self.config.groups.get(g))
+                .map(|g| GroupLimits {
+                    name: g.name.clone(),
+                    min_start_spacing: g.min_start_spacing,
+                    max_starts: g.max_starts,
+                    window: g.window,
+                }),
+        }
+    }
+
+    fn gate(&self, name: &str, backoff_until: Option<Millis>, now: Millis) -> Gate {
+        let limits = self.limits(name);
+        let own = self.persisted.start_times(name);
+        let group_starts: Vec<Millis> = match &self.services[name].cfg.group {
+            Some(group) => self
+                .config
+                .services
+                .values()
+                .filter(|s| s.group.as_deref() == Some(group.as_str()))
+                .flat_map(|s| self.persisted.start_times(&s.name))
+                .collect(),
+            None => Vec::new(),
+        };
+        policy::earliest_start(&limits, &own, &group_starts, backoff_until, now)
+    }
+
+    /// An automatic start (autostart, crash restart): now if the gate is open and `now_ok`, else at the
+    /// gate's time through the timer. Restarts after an exit always take the timer path, so a command that
+    /// fails at once cannot recurse into another spawn.
+    fn auto_start(&mut self, name: &str, reason: StartReason, now_ok: bool) {
+        if self.shutting_down || self.persisted.service_mut(name).sticky_stop {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let backoff_until = self.services[name].backoff_until;
+        let gate = self.gate(name, backoff_until, now);
+        if gate.is_open(now) && now_ok {
+            let _ = self.spawn(name, reason, false);
+            return;
+        }
+        let at = self.clock.instant_at(gate.at);
+        let service = self.services.get_mut(name).expect("known service");
+        service.pending_reason = reason;
+        service.timer = Some((at, Timer::Start));
+        let state = if service.backoff_until.is_some() {
+            ServiceState::Backoff
+        } else {
+            ServiceState::Waiting
+        };
+        if let Some(hold) = &gate.hold {
+            if !matches!(hold, policy::Hold::Backoff) {
+                let msg = format!("next start in {} ({hold})", human_ms(gate.at - now));
+                let _ = self.services[name].log.try_marker(msg);
+            }
+        }
+        self.set_state(name, state);
+    }
+
+    /// Spawns the service now. The caller has checked the gate (or forces).
+    fn spawn(&mut self, name: &str, reason: StartReason, forced: bool) -> Outcome {
+        let now = self.clock.now_ms();
+        let service = self.services.get(name).expect("known service");
+        if let Some(port) = service.cfg.port {
+            if let Some(holder) = process::port_holder(port) {
+                let message = format!("cannot start: {holder}; stop that process or change `port`");
+                self.spawn_failed(name, reason, &message);
+                return Outcome::Failed { message };
+            }
+        }
+        let spec = SpawnSpec {
+            command: &service.cfg.command,
+            cwd: &service.cfg.cwd,
+            env: &service.cfg.env,
+        };
+        let mut child = match process::spawn(&spec) {
+            Ok(child) => child,
+            Err(err) => {
+                let message = format!("cannot start: {err}");
+                self.spawn_failed(name, reason, &message);
+                return Outcome::Failed { message };
+            }
+        };
+        let pid = child.id().expect("a just-spawned child has a pid");
+        let record = StartRecord {
+            at_ms: now,
+            reason: reason.clone(),
+            forced,
+        };
+        self.persisted.record_start(name, record.clone());
+        self.save_state();
+
+        let run_id = self.next_run_id;
+        self.next_run_id += 1;
+        let service = self.services.get_mut(name).expect("known service");
+        let forced_note = if forced { ", forced" } else { "" };
+        let _ = service
+            .log
+            .try_marker(format!("spawned pid {pid} (reason: {reason}{forced_note})"));
+        let capture = service
+            .log
+            .capture(child.stdout.take(), child.stderr.take());
+        service.run = Some(Run {
+            id: run_id,
+            pid,
+            started_ms: now,
+        });
+        service.backoff_until = None;
+        service.starts_this_session += 1;
+        service.message = None;
+        let grace = service.cfg.start_grace;
+        let stop_signal = service.cfg.stop_signal;
+        let stop_timeout = service.cfg.stop_timeout;
+        let log = service.log.clone();
+        service.timer = Some((Instant::now() + grace, Timer::Grace));
+
+        let tx = self.internal_tx.clone();
+        let owned_name = name.to_string();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            clean_up_group(pid, stop_signal, stop_timeout, &log).await;
+            // A grandchild outside the group may hold the pipes open; don't wait for it forever.
+            let _ = tokio::time::timeout(Duration::from_secs(2), capture).await;
+            let _ = tx.send(Internal::Exited {
+                name: owned_name,
+                run_id,
+                pid,
+                status,
+            });
+        });
+        tracing::info!(service = name, pid, %reason, forced, "spawned");
+        let _ = self.events.send(Event::Spawned {
+            name: name.to_string(),
+            pid,
+            start: record,
+        });
+        self.set_state(name, ServiceState::Starting);
+        if grace.is_zero() {
+            self.services.get_mut(name).expect("known").timer = None;
+            self.set_state(name, ServiceState::Running);
+        }
+        Outcome::Done {
+            message: format!("started (pid {pid})"),
+        }
+    }
+
+    /// A start that never produced a process counts as a quick failure, so a bad command or a held port
+    /// backs off and eventually gives up like a crash loop does.
+    fn spawn_failed(&mut self, name: &str, reason: StartReason, message: &str) {
+        tracing::warn!(service = name, "{message}");
+        let _ = self.services[name].log.try_marker(message.to_string());
+        let _ = self.events.send(Event::Notice {
+            name: name.to_string(),
+            message: message.to_string(),
+        });
+        let end = RunEnd {
+            success: false,
+            requested: false,
+            ran: 0,
+        };
+        let reason = match reason {
+            StartReason::Crash { .. } | StartReason::Initial => reason,
+            _ => StartReason::Crash {
+                code: None,
+                signal: None,
+            },
+        };
+        self.after_run(name, end, reason);
+        self.set_message(name, Some(message.to_string()));
+    }
+
+    // ---- stopping -------------------------------------------------------------------------------
+
+    fn begin_stop(&mut self, name: &str, why: &str) {
+        let service = self.services.get_mut(name).expect("known service");
+        let Some(run) = &service.run else {
+            return;
+        };
+        let pid = run.pid;
+        let signal = service.cfg.stop_signal;
+        let _ = service.log.try_marker(format!(
+            "stopping pid {pid} with {} ({why})",
+            process::signal_name(signal)
+        ));
+        if let Err(err) = process::signal_group(pid, signal) {
+            tracing::warn!(service = name, pid, "cannot signal process group: {err}");
+        }
+        service.timer = Some((Instant::now() + service.cfg.stop_timeout, Timer::Kill));
+        self.set_state(name, ServiceState::Stopping);
+    }
+
+    fn begin_shutdown(&mut self) {
+        tracing::info!("shutting down: stopping every service");
+        self.shutting_down = true;
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let service = self.services.get_mut(&name).expect("known");
+            if service.state.has_process() {
+                if service.state != ServiceState::Stopping {
+                    self.begin_stop(&name, "tend is shutting down");
+                }
+            } else {
+                service.timer = None;
+                if matches!(service.state, ServiceState::Waiting | ServiceState::Backoff) {
+                    self.set_state(&name, ServiceState::Stopped);
+                }
+            }
+        }
+    }
+
+    fn all_down(&self) -> bool {
+        self.services.values().all(|s| s.run.is_none())
+    }
+
+    // ---- exits and timers -----------------------------------------------------------------------
+
+    fn handle_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Exited {
+                name,
+                run_id,
+                pid,
+                status,
+            } => self.handle_exit(&name, run_id, pid, status),
+        }
+    }
+
+    fn handle_exit(
+        &mut self,
+        name: &str,
+        run_id: u64,
+        pid: u32,
+        status: std::io::Result<std::process::ExitStatus>,
+    ) {
+        let now = self.clock.now_ms();
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        let Some(run) = service.run.take_if(|r| r.id == run_id) else {
+            return;
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match &status {
+            Ok(st) => (st.code(), st.signal()),
+            Err(_) => (None, None),
+        };
+        let exit = ExitInfo {
+            at_ms: now,
+            code,
+            signal,
+            ran_ms: now - run.started_ms,
+        };
+        let requested = service.state == ServiceState::Stopping || self.shutting_down;
+        let _ = service.log.try_marker(format!(
+            "pid {pid} exited: {} after {}{}",
+            describe_exit(&exit),
+            human_ms(exit.ran_ms),
+            if requested { " (requested)" } else { "" }
+        ));
+        tracing::info!(service = name, pid, exit = %exit, requested, "exited");
+        service.last_exit = Some(exit.clone());
+        service.timer = None;
+        let _ = self.events.send(Event::Exited {
+            name: name.to_string(),
+            pid,
+            exit: exit.clone(),
+        });
+        let end = RunEnd {
+            success: code == Some(0),
+            requested,
+            ran: exit.ran_ms,
+        };
+        self.after_run(name, end, StartReason::Crash { code, signal });
+    }
+
+    /// Applies the restart policy after a run ended (or a start failed).
+    fn after_run(&mut self, name: &str, end: RunEnd, crash_reason: StartReason) {
+        let now = self.clock.now_ms();
+        let service = self.services.get_mut(name).expect("known service");
+        let decision = policy::after_exit(
+            service.cfg.restart,
+            &service.cfg.backoff,
+            service.cfg.start_grace,
+            end,
+            service.quick_failures,
+        );
+        match decision {
+            AfterExit::StayDown { state } => {
+                if !end.requested {
+                    service.quick_failures = 0;
+                }
+                let waiters: Vec<_> = service.stop_waiters.drain(..).collect();
+                let pending = service.restart_after_stop.take();
+                let new_state = match state {
+                    DownState::Stopped => ServiceState::Stopped,
+                    DownState::Exited => ServiceState::Exited,
+                };
+                self.set_state(name, new_state);
+                for waiter in waiters {
+                    let _ = waiter.send(ActionResult {
+                        name: name.to_string(),
+                        outcome: Outcome::Done {
+                            message: "stopped".into(),
+                        },
+                    });
+                }
+                if let Some(mut pending) = pending {
+                    let outcome = if self.shutting_down {
+                        Outcome::Failed {
+                            message: "tend is shutting down".into(),
+                        }
+                    } else {
+                        // The gate was checked when the restart was asked for.
+                        self.spawn(name, pending.reason.clone(), pending.forced)
+                    };
+                    if let Some(reply) = pending.reply.take() {
+                        let _ = reply.send(ActionResult {
+                            name: name.to_string(),
+                            outcome,
+                        });
+                    }
+                }
+            }
+            AfterExit::Restart {
+                delay,
+                quick_failures,
+                slow_retry,
+            } => {
+                service.quick_failures = quick_failures;
+                service.backoff_until = Some(now + delay.as_millis() as Millis);
+                let message = slow_retry.then(|| {
+                    format!(
+                        "crash-looping ({quick_failures} quick failures in a row): retrying every {}",
+                        human_ms(delay.as_millis() as Millis)
+                    )
+                });
+                if let Some(m) = &message {
+                    let _ = service.log.try_marker(m.clone());
+                }
+                self.set_state(name, ServiceState::Backoff);
+                self.auto_start(name, crash_reason, false);
+                if message.is_some() {
+                    self.set_message(name, message);
+                }
+            }
+            AfterExit::GiveUp { quick_failures } => {
+                service.quick_failures = quick_failures;
+                let message = format!(
+                    "crash-looping: {quick_failures} quick failures in a row; gave up, waiting for \
+                     `tend start {name}`"
+                );
+                let _ = service.log.try_marker(message.clone());
+                tracing::error!(service = name, "{message}");
+                let _ = self.events.send(Event::Notice {
+                    name: name.to_string(),
+                    message: message.clone(),
+                });
+                self.set_message(name, Some(message));
+                self.set_state(name, ServiceState::Fatal);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.services
+            .values()
+            .filter_map(|s| s.timer.map(|(at, _)| at))
+            .min()
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, Timer)> = self
+            .services
+            .iter()
+            .filter_map(|(name, s)| match s.timer {
+                Some((at, timer)) if at <= now => Some((name.clone(), timer)),
+                _ => None,
+            })
+            .collect();
+        for (name, timer) in due {
+            let service = self.services.get_mut(&name).expect("known");
+            service.timer = None;
+            match timer {
+                Timer::Grace => {
+                    if service.state == ServiceState::Starting {
+                        service.quick_failures = 0;
+                        self.set_state(&name, ServiceState::Running);
+                    }
+                }
+                Timer::Kill => {
+                    if let Some(run) = &service.run {
+                        let pid = run.pid;
+                        let _ = service.log.try_marker(format!(
+                            "pid {pid} still alive after stop_timeout {}; sending SIGKILL to its group",
+                            human_ms(service.cfg.stop_timeout.as_millis() as Millis)
+                        ));
+                        if let Err(err) = process::signal_group(pid, libc::SIGKILL) {
+                            tracing::warn!(service = %name, pid, "cannot SIGKILL group: {err}");
+                        }
+                    }
+                }
+                Timer::Start => {
+                    if matches!(service.state, ServiceState::Waiting | ServiceState::Backoff) {
+                        let reason = service.pending_reason.clone();
+                        self.auto_start(&name, reason, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reap_orphans(&mut self) {
+        let services: HashSet<u32> = self
+            .services
+            .values()
+            .filter_map(|s| s.run.as_ref().map(|r| r.pid))
+            .collect();
+        for pid in process::reap_orphans(&services) {
+            tracing::debug!(pid, "reaped orphan");
+        }
+    }
+
+    // ---- bookkeeping ----------------------------------------------------------------------------
+
+    fn set_state(&mut self, name: &str, to: ServiceState) {
+        let service = self.services.get_mut(name).expect("known service");
+        let from = service.state;
+        if from == to {
+            return;
+        }
+        service.state = to;
+        let _ = self.events.send(Event::StateChanged {
+            name: name.to_string(),
+            from,
+            to,
+            at_ms: self.clock.now_ms(),
+        });
+    }
+
+    fn set_message(&mut self, name: &str, message: Option<String>) {
+        if let Some(service) = self.services.get_mut(name) {
+            service.message = message;
+        }
+    }
+
+    fn save_state(&self) {
+        if let Err(err) = self.store.save(&self.persisted) {
+            tracing::error!("cannot save state (start history, sticky stops): {err}");
+        }
+    }
+
+    fn build_snapshot(&self) -> Snapshot {
+        let now = self.clock.now_ms();
+        let services = self
+            .services
+            .iter()
+            .map(|(name, s)| {
+                let backoff = if s.state == ServiceState::Backoff {
+                    s.backoff_until
+                } else {
+                    None
+                };
+                let gate = self.gate(name, backoff, now);
+                let persisted = self.persisted.services.get(name);
+                ServiceStatus {
+                    name: name.clone(),
+                    state: s.state,
+                    pid: s.run.as_ref().map(|r| r.pid),
+                    group: s.cfg.group.clone(),
+                    port: s.cfg.port,
+                    since_ms: s.run.as_ref().map(|r| r.started_ms),
+                    restarts: s.starts_this_session.saturating_sub(1),
+                    last_exit: s.last_exit.clone(),
+                    last_start: persisted.and_then(|p| p.starts.last().cloned()),
+                    next_start: NextStart {
+                        at_ms: gate.at,
+                        hold: gate.hold,
+                    },
+                    sticky_stop: persisted.map(|p| p.sticky_stop).unwrap_or(false),
+                    quick_failures: s.quick_failures,
+                    message: s.message.clone(),
+                }
+            })
+            .collect();
+        Snapshot {
+            at_ms: now,
+            services,
+        }
+    }
+
+    fn publish(&mut self) {
+        let snapshot = self.build_snapshot();
+        self.snapshot.send_if_modified(|current| {
+            // `at_ms` changes every time; only publish real changes.
+            let changed = current.services != snapshot.services;
+            if changed {
+                *current = snapshot;
+            }
+            changed
+        });
+    }
+}
+
+/// After the main process exited, make sure nothing of its group lingers (orphaned workers holding the
+/// port are the classic supervisor bug): stop signal, then SIGKILL after the stop timeout.
+async fn clean_up_group(pgid: u32, stop_signal: i32, stop_timeout: Duration, log: &ServiceLog) {
+    if !process::group_alive(pgid) {
+        return;
+    }
+    let _ = log
+        .marker(format!(
+            "main process {pgid} exited but its process group lives on; sending {}",
+            process::signal_name(stop_signal)
+        ))
+        .await;
+    let _ = process::signal_group(pgid, stop_signal);
+    let deadline = Instant::now() + stop_timeout;
+    while process::group_alive(pgid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if process::group_alive(pgid) {
+        let _ = log
+            .marker(format!("process group {pgid} still alive; sending SIGKILL"))
+            .await;
+        let _ = process::signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+fn describe_exit(exit: &ExitInfo) -> String {
+    match (exit.code, exit.signal) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by {}", process::signal_name(sig)),
+        _ => "unknown status".into(),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_opt(sig: &mut Option<tokio::signal::unix::Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,265 @@
+//! Operating-system side of running a service: spawning it in its own process group, signalling the
+//! group, finding who holds a port, and reaping orphans.
+//!
+//! This module performs system calls and nothing else: it keeps no service state and makes no decisions.
+//! The core tells it what to do and owns every pid it gets back.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+mod port;
+
+pub use port::{port_holder, PortHolder};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec<'a> {
+    pub command: &'a [String],
+    pub cwd: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("cannot find program `{program}` (searched PATH and {}); use an absolute path or fix PATH", tend_dir.display())]
+    NotFound { program: String, tend_dir: PathBuf },
+    #[error("working directory {} does not exist or is not a directory", .0.display())]
+    BadCwd(PathBuf),
+    #[error("cannot spawn `{program}`: {source}")]
+    Io { program: String, source: io::Error },
+}
+
+/// Spawns a service in a new process group (its pid is the group id), stdin from /dev/null, stdout and
+/// stderr piped for capture.
+pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
+    let (program, args) = spec.command.split_first().ok_or(SpawnError::EmptyCommand)?;
+    if !spec.cwd.is_dir() {
+        return Err(SpawnError::BadCwd(spec.cwd.to_path_buf()));
+    }
+    let resolved = resolve_program(program, spec.cwd, spec.env)?;
+    let mut cmd = Command::new(&resolved);
+    cmd.args(args)
+        .current_dir(spec.cwd)
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // Services must outlive a crash of tend (a later tend adopts them); never kill on drop.
+        .kill_on_drop(false);
+    cmd.spawn().map_err(|source| SpawnError::Io {
+        program: program.clone(),
+        source,
+    })
+}
+
+/// `tend` as a program name means this very binary (so the shipped config can run `tend sim …` without an
+/// install step); other bare names are looked up in PATH, then next to tend's own executable.
+pub fn resolve_program(
+    program: &str,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<PathBuf, SpawnError> {
+    let own_exe = std::env::current_exe().ok();
+    let own_dir = own_exe
+        .as_ref()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    if program == "tend" {
+        if let Some(exe) = own_exe {
+            return Ok(exe);
+        }
+    }
+    if program.contains('/') {
+        let path = Path::new(program);
+        return Ok(if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            cwd.join(path)
+        });
+    }
+    let path_var: OsString = env
+        .get("PATH")
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    let dirs = std::env::split_paths(&path_var).chain(std::iter::once(own_dir.clone()));
+    for dir in dirs {
+        let candidate = dir.join(program);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(SpawnError::NotFound {
+        program: program.to_string(),
+        tend_dir: own_dir,
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Sends `signal` to the whole process group led by `pgid`. A group that is already gone is not an error.
+pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
+    let sig = Signal::try_from(signal).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    match killpg(Pid::from_raw(pgid as i32), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// Whether any process of the group is still alive.
+pub fn group_alive(pgid: u32) -> bool {
+    killpg(Pid::from_raw(pgid as i32), None).is_ok()
+}
+
+/// `SIGTERM` for 15, `signal 99` for unknown numbers.
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// Makes tend the reaper of orphans of its services (their double-forked or leftover children), so none
+/// lingers as a zombie of init and [`reap_orphans`] can collect them.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reaps zombie children of tend that are not services (orphans reparented to tend). Service pids are
+/// left alone: tokio waits for those itself and must not have their exit status stolen.
+pub fn reap_orphans(services: &HashSet<u32>) -> Vec<u32> {
+    let mut reaped = Vec::new();
+    for pid in own_children() {
+        if services.contains(&pid) || !is_zombie(pid) {
+            continue;
+        }
+        let flags = nix::sys::wait::WaitPidFlag::WNOHANG;
+        if nix::sys::wait::waitpid(Pid::from_raw(pid as i32), Some(flags)).is_ok() {
+            reaped.push(pid);
+        }
+    }
+    reaped
+}
+
+/// Direct children of this process, from /proc (every thread's list).
+fn own_children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+fn is_zombie(pid: u32) -> bool {
+    process_state(pid) == Some('Z')
+}
+
+/// The state letter from /proc/PID/stat (R, S, D, Z, T, ...).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// Short command name of a process, from /proc/PID/comm.
+pub fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(99), "signal 99");
+    }
+
+    #[test]
+    fn program_resolution() {
+        let env = BTreeMap::new();
+        let cwd = Path::new("/tmp");
+        assert_eq!(
+            resolve_program("tend", cwd, &env).unwrap(),
+            std::env::current_exe().unwrap()
+        );
+        assert_eq!(
+            resolve_program("sh", cwd, &env)
+                .unwrap()
+                .file_name()
+                .unwrap(),
+            "sh"
+        );
+        assert_eq!(
+            resolve_program("./x", cwd, &env).unwrap(),
+            PathBuf::from("/tmp/./x")
+        );
+        let err = resolve_program("no-such-program-xyz", cwd, &env).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("cannot find program `no-such-program-xyz`"));
+    }
+
+    #[tokio::test]
+    async fn group_signal_kills_grandchildren() {
+        let env = BTreeMap::new();
+        let cmd: Vec<String> = ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut child = spawn(&SpawnSpec {
+            command: &cmd,
+            cwd: Path::new("/"),
+            env: &env,
+        })
+        .unwrap();
+        let pid = child.id().unwrap();
+        assert!(group_alive(pid));
+        signal_group(pid, libc::SIGKILL).unwrap();
+        child.wait().await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while group_alive(pid) {
+            // The sleeps are reparented to init (or a subreaper) and die asynchronously.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "group {pid} survived SIGKILL"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Persisted state: what must survive a restart of tend (start history, sticky stops).
+//!
+//! One JSON file, `STATE_DIR/state.json`, always replaced atomically (write a temp file, fsync, rename,
+//! fsync the directory), so a crash mid-write leaves the old or the new file, never half of one. A file
+//! that cannot be read is moved aside and reported, never fatal. The core owns the in-memory
+//! [`PersistedState`]; this module only reads and writes it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+pub const STATE_VERSION: u32 = 1;
+/// Starts kept per service; the spacing and budget rules never look further back than this.
+pub const STARTS_KEPT: usize = 200;
+
+/// Why a service was started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StartReason {
+    /// First start when tend came up (autostart).
+    Initial,
+    /// Automatic restart after an unexpected exit.
+    Crash {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Started or restarted by a person (control socket, web page).
+    Manual { by: String },
+    /// A check's `on_fail` action.
+    Check { check: String },
+    /// A scheduled action.
+    Schedule { entry: String },
+    /// A config reload changed the service.
+    Reload,
+    /// The staged flood-wait recovery.
+    Recovery,
+}
+
+impl std::fmt::Display for StartReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartReason::Initial => write!(f, "initial"),
+            StartReason::Crash { code: Some(c), .. } => write!(f, "crash (exit code {c})"),
+            StartReason::Crash {
+                signal: Some(s), ..
+            } => write!(f, "crash (signal {})", crate::process::signal_name(*s)),
+            StartReason::Crash { .. } => write!(f, "crash"),
+            StartReason::Manual { by } => write!(f, "manual by {by}"),
+            StartReason::Check { check } => write!(f, "check {check}"),
+            StartReason::Schedule { entry } => write!(f, "schedule {entry}"),
+            StartReason::Reload => write!(f, "config reload"),
+            StartReason::Recovery => write!(f, "flood recovery"),
+        }
+    }
+}
+
+/// One start of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRecord {
+    pub at_ms: Millis,
+    pub reason: StartReason,
+    /// Started with `--force`, bypassing spacing and budgets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    #[serde(default)]
+    pub starts: Vec<StartRecord>,
+    /// Stopped by hand: nothing restarts it until it is started by hand.
+    #[serde(default)]
+    pub sticky_stop: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedState {
+    pub version: u32,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceState>,
+}
+
+impl Default for PersistedState {
+    fn default() -> Self {
+        PersistedState {
+            version: STATE_VERSION,
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+impl PersistedState {
+    pub fn service_mut(&mut self, name: &str) -> &mut ServiceState {
+        self.services.entry(name.to_string()).or_default()
+    }
+
+    pub fn record_start(&mut self, name: &str, record: StartRecord) {
+        let starts = &mut self.service_mut(name).starts;
+        starts.push(record);
+        if starts.len() > STARTS_KEPT {
+            let excess = starts.len() - STARTS_KEPT;
+            starts.drain(..excess);
+        }
+    }
+
+    pub fn start_times(&self, name: &str) -> Vec<Millis> {
+        self.services
+            .get(name)
+            .map(|s| s.starts.iter().map(|r| r.at_ms).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What loading found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: PersistedState,
+    /// Set when a corrupt file was moved aside: a message for the operator.
+    pub warning: Option<String>,
+}
+
+/// Reads and writes `STATE_DIR/state.json`.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StateStore { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Loads the state; a missing file is an empty state, a corrupt one is moved aside with a warning.
+    pub fn load(&self, now_ms: Millis) -> Result<Loaded, StateError> {
+        fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            action: "create state dir",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.path();
+        let text = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Loaded {
+                    state: PersistedState::default(),
+                    warning: None,
+                })
+            }
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read state file",
+                    path,
+                    source,
+                })
+            }
+        };
+        match serde_json::from_slice::<PersistedState>(&text) {
+            Ok(state) if state.version == STATE_VERSION => Ok(Loaded {
+                state,
+                warning: None,
+            }),
+            outcome => {
+                let why = match outcome {
+                    Ok(state) => format!("unsupported version {}", state.version),
+                    Err(e) => e.to_string(),
+                };
+                let aside = self.dir.join(format!("state.json.corrupt-{now_ms}"));
+                fs::rename(&path, &aside).map_err(|source| StateError::Io {
+                    action: "move aside corrupt state file",
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(Loaded {
+                    state: PersistedState::default(),
+                    warning: Some(format!(
+                        "state file {} was unreadable ({why}); moved it to {} and started with empty \
+                         history (restart spacing starts afresh)",
+                        path.display(),
+                        aside.display()
+                    )),
+                })
+            }
+        }
+    }
+
+    /// Replaces the state file atomically.
+    pub fn save(&self, state: &PersistedState) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
+        write_atomically(&self.path(), &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see either the old or the new content.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    let mut file = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    file.write_all(bytes).map_err(io("write", &tmp))?;
+    file.sync_all().map_err(io("fsync", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let loaded = store.load(1).unwrap();
+        assert_eq!(loaded.state, PersistedState::default());
+        assert!(loaded.warning.is_none());
+
+        let mut state = PersistedState::default();
+        state.record_start(
+            "a",
+            StartRecord {
+                at_ms: 42,
+                reason: StartReason::Crash {
+                    code: Some(1),
+                    signal: None,
+                },
+                forced: false,
+            },
+        );
+        state.service_mut("b").sticky_stop = true;
+        store.save(&state).unwrap();
+        assert_eq!(store.load(2).unwrap().state, state);
+
+        fs::write(store.path(), b"{ not json").unwrap();
+        let loaded = store.load(7).unwrap();
+        assert_eq!(loaded.state, PersistedState::default());
+        let warning = loaded.warning.unwrap();
+        assert!(warning.contains("moved it to"), "{warning}");
+        assert!(dir.path().join("state.json.corrupt-7").exists());
+        assert!(!store.path().exists());
+    }
+
+    #[test]
+    fn history_is_capped() {
+        let mut state = PersistedState::default();
+        for i in 0..(STARTS_KEPT as i64 + 10) {
+            state.record_start(
+                "a",
+                StartRecord {
+                    at_ms: i,
+                    reason: StartReason::Initial,
+                    forced: false,
+                },
+            );
+        }
+        let times = state.start_times("a");
+        assert_eq!(times.len(), STARTS_KEPT);
+        assert_eq!(times[0], 10);
+    }
+}
