@@ -1,0 +1,5 @@
+//! The one integration-test binary: real `tend` processes, real services, real sockets and files.
+
+mod control;
+mod core;
+mod helper;
