@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod duration;
+mod envfile;
 mod error;
 mod raw;
+mod suggest;
+#[cfg(test)]
+mod tests;
 mod validate;
 
-pub use duration::{parse_duration, parse_size};
+pub use duration::{format_duration, parse_duration, parse_size};
 pub use error::{ConfigError, Diagnostic};
 
 /// A complete, validated configuration. Built only by [`load`] / [`parse`].
@@ -116,6 +120,29 @@ pub struct GroupConfig {
     /// At most this many starts of members within `window`.
     pub max_starts: u32,
     pub window: Duration,
+}
+
+impl Config {
+    /// The service called `name`, if configured.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.get(name)
+    }
+
+    /// The group `service` belongs to, if it is configured and has one.
+    pub fn group_of(&self, service: &str) -> Option<&GroupConfig> {
+        let group = self.service(service)?.group.as_deref()?;
+        self.groups.get(group)
+    }
+
+    /// The services that belong to group `group`, in name order.
+    pub fn members_of<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> impl Iterator<Item = &'a ServiceConfig> + 'a {
+        self.services
+            .values()
+            .filter(move |service| service.group.as_deref() == Some(group))
+    }
 }
 
 /// Reads and validates a configuration file.
