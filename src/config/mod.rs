@@ -1,11 +1,15 @@
 //! Configuration: `supervisor.toml` (and, later, `checks/*.toml`) turned into a validated [`Config`].
 //!
-//! Two layers. `raw` mirrors the file with serde (`deny_unknown_fields`, spans kept); `validate` turns it
+//! Two layers. `raw` mirrors the file as a tree of spanned values and declares the keys of each table
+//! (unknown keys are errors, and all of them are reported, not just the first); `validate` turns it
 //! into the typed structs below, collecting *every* problem as a [`Diagnostic`] that names file, line,
-//! column and key. Nothing outside this module sees the raw layer.
+//! column and key. Nothing outside this module sees the raw layer. `docs/config-reference.md` documents
+//! every key; a test keeps it in step with the declared tables.
 //!
 //! This module owns parsing and validation only. It must not start processes, touch the state dir or
 //! read service logs; paths are resolved (relative to the config file's directory) but never created.
+//! It does read `env_file`s (their contents are part of the configuration) and checks that `cwd`
+//! directories exist, so [`parse`] depends on the file system as of the moment it runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ mod suggest;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod values;
 
 pub use duration::{format_duration, parse_duration, parse_size};
 pub use error::{ConfigError, Diagnostic};

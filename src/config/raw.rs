@@ -56,8 +56,16 @@ impl Value {
 }
 
 impl Node {
+    /// The TOML type, with an article; `[[x]]` is "an array of tables", not just "an array".
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.value {
+            Value::Array(_) if self.is_table_or_array_of_tables() => "an array of tables",
+            _ => self.value.kind(),
+        }
+    }
+
     /// `[x]`, `x = { ... }` or `[[x]]`: what a top-level entry usually is.
-    fn is_table_or_array_of_tables(&self) -> bool {
+    pub(crate) fn is_table_or_array_of_tables(&self) -> bool {
         match &self.value {
             Value::Table(_) => true,
             Value::Array(items) => {

@@ -646,3 +646,45 @@ fn the_reference_example_is_valid() {
     assert_eq!(config.group_of("send_media").unwrap().max_starts, 3);
     assert_eq!(config.supervisor.socket_mode, 0o660);
 }
+
+/// Odd but possible inputs give diagnostics (or a config), never a panic.
+#[test]
+fn odd_inputs_are_handled() {
+    let path = Path::new("/nonexistent/supervisor.toml");
+    let cases = [
+        "",
+        "\u{feff}",
+        "[[services]]\ncommand = \"x\"\n",
+        "[services.\"é\"]\ncommand = \"x\"\n",
+        "[services.a]\ncommand = \"x\"\nstart_grace = \"99999999999999999999999d\"\n",
+        "[services.a]\ncommand = \"x\"\nport = 9223372036854775807\n",
+        "[services.a]\ncommand = [\n  \"x\",\n  5,\n]\nenv = { \"\" = \"x\" }\n",
+        "[services.a]\ncommand = \"x\"\nfactor = nan\nbackoff = { factor = nan }\n",
+        "services.a.command = \"x\"\nservices.a.backoff.max = \"1s\"\n",
+        "[groups.g]\nmax_starts = 1\nwindow = \"1h\"\n[services.a]\ncommand = \"x\"\ngroup = \"g\"\n",
+    ];
+    for text in cases {
+        match parse(path, text) {
+            Ok(config) => assert!(config.services.values().all(|s| !s.command.is_empty())),
+            Err(err) => {
+                assert!(!err.diagnostics().is_empty(), "{text:?}");
+                assert!(
+                    err.to_string().starts_with("/nonexistent/supervisor.toml:"),
+                    "{err}"
+                );
+            }
+        }
+    }
+    // Dotted keys are the same tables as headers.
+    let config = parse(path, cases[8]).unwrap();
+    assert_eq!(
+        config.service("a").unwrap().backoff.max,
+        Duration::from_secs(1)
+    );
+    assert_eq!(config.group_of("a"), None);
+    let config = parse(path, cases[9]).unwrap();
+    assert_eq!(
+        config.group_of("a").unwrap().window,
+        Duration::from_secs(3600)
+    );
+}

@@ -1,7 +1,9 @@
 //! Raw -> validated configuration: types, ranges, units, names, cross-references, defaults and path
 //! resolution, with every problem collected into one [`Report`].
 //!
-//! Each table has one function here (`supervisor`, `group`, `service`, `backoff`). A problem in one
+//! Each table has one function here (`supervisor`, `group`, `service`, `backoff`), as do keys with
+//! rules of their own (`command`, `env`, `stop_signal`, `socket_mode`, ...); the generic readers for
+//! strings, integers, durations, sizes and paths are in `values.rs`. A problem in one
 //! value never stops the others from being checked: a bad value is reported and replaced by its
 //! default so validation can go on; the report, not the half-built `Config`, decides the result.
 //!
@@ -10,12 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::duration::{
-    format_duration, suggest_duration, suggest_size, DURATION_EXPECTED, SIZE_EXPECTED,
-};
+use super::duration::format_duration;
 use super::envfile::{is_env_name, parse_env_file};
 use super::error::Report;
 use super::raw::{
@@ -23,8 +23,8 @@ use super::raw::{
 };
 use super::suggest::did_you_mean;
 use super::{
-    parse_duration, parse_size, Backoff, Config, ConfigError, GiveUp, GroupConfig, RestartMode,
-    ServiceConfig, SupervisorSettings,
+    Backoff, Config, ConfigError, GiveUp, GroupConfig, RestartMode, ServiceConfig,
+    SupervisorSettings,
 };
 
 const DEFAULT_SOCKET_MODE: u32 = 0o600;
@@ -128,10 +128,12 @@ struct Known<'k> {
     declared_groups: &'k BTreeSet<&'k str>,
 }
 
-struct Validator<'a> {
-    report: Report<'a>,
+/// Walks the raw tables, reporting problems and building the validated values. Typed readers for
+/// single values live in `values.rs`.
+pub(super) struct Validator<'a> {
+    pub(super) report: Report<'a>,
     /// Relative paths in the file are resolved against this (the file's own directory).
-    config_dir: PathBuf,
+    pub(super) config_dir: PathBuf,
 }
 
 impl Validator<'_> {
@@ -150,10 +152,21 @@ impl Validator<'_> {
         let log_dir = self
             .path(raw.log_dir.as_ref())
             .unwrap_or_else(|| self.config_dir.join(DEFAULT_LOG_DIR));
-        let socket = self
-            .path(raw.socket.as_ref())
-            .unwrap_or_else(|| state_dir.join(SOCKET_FILE));
-        self.check_socket_length(&socket, raw.socket.as_ref().or(raw.state_dir.as_ref()));
+        let socket = match self.path(raw.socket.as_ref()) {
+            Some(socket) => {
+                self.check_socket_length(&socket, raw.socket.as_ref());
+                socket
+            }
+            None => {
+                let socket = state_dir.join(SOCKET_FILE);
+                // A bad `socket` value is reported already; the default it falls back to is not
+                // the operator's choice, so its length is not worth a second message.
+                if raw.socket.is_none() {
+                    self.check_socket_length(&socket, raw.state_dir.as_ref());
+                }
+                socket
+            }
+        };
 
         SupervisorSettings {
             socket,
@@ -215,10 +228,10 @@ impl Validator<'_> {
         let window = self.duration(raw.window.as_ref());
         if max_starts > 0 {
             match (&raw.max_starts, &raw.window, window) {
-                (Some(max), None, _) => self.report.error(
-                    max.node.span.clone(),
-                    Some(&max.path),
-                    format!("`{}` needs a `window`", self.quote(max)),
+                (Some(budget), None, _) => self.report.error(
+                    budget.node.span.clone(),
+                    Some(&budget.path),
+                    format!("`{}` needs a `window`", self.quote(budget)),
                     Some(format!(
                         "add window = \"1h\" to [{}]: the budget is max_starts starts per window",
                         field.path
@@ -494,7 +507,11 @@ impl Validator<'_> {
                 self.report.error(
                     entry.key_span.clone(),
                     Some(&var.path),
-                    format!("`{}` is not a valid environment variable name", entry.key),
+                    if entry.key.is_empty() {
+                        "an environment variable name cannot be empty".to_string()
+                    } else {
+                        format!("`{}` is not a valid environment variable name", entry.key)
+                    },
                     Some("use letters, digits and _, not starting with a digit".to_string()),
                 );
                 continue;
@@ -507,10 +524,7 @@ impl Validator<'_> {
                     let raw = self.report.snippet(entry.node.span.clone());
                     self.value_error(
                         &var,
-                        format!(
-                            "env values must be strings, found {}",
-                            entry.node.value.kind()
-                        ),
+                        format!("env values must be strings, found {}", entry.node.kind()),
                         Some(format!("quote it: {} = \"{raw}\"", entry.key)),
                     );
                 }
@@ -759,276 +773,6 @@ impl Validator<'_> {
         );
         false
     }
-
-    // ----- typed values -------------------------------------------------------------------------
-
-    /// The table under `field`; `how` shows how to write it, for the help line.
-    fn table<'f>(&mut self, field: &Field<'f>, how: &str) -> Option<&'f Table> {
-        if let Value::Table(table) = &field.node.value {
-            return Some(table);
-        }
-        self.type_error(field, "a table", Some(format!("write it as {how}")));
-        None
-    }
-
-    fn string<'f>(&mut self, field: &Field<'f>) -> Option<&'f str> {
-        if let Value::String(text) = &field.node.value {
-            return Some(text);
-        }
-        let help = match &field.node.value {
-            Value::Integer(_) | Value::Float(_) | Value::Boolean(_) => {
-                let raw = self.report.snippet(field.node.span.clone());
-                format!("quote it: {} = \"{raw}\"", field.name)
-            }
-            _ => format!("write one string: {} = \"...\"", field.name),
-        };
-        self.type_error(field, "a string", Some(help));
-        None
-    }
-
-    fn boolean(&mut self, field: Option<&Field>) -> Option<bool> {
-        let field = field?;
-        if let Value::Boolean(b) = field.node.value {
-            return Some(b);
-        }
-        let help = match &field.node.value {
-            Value::String(text) if text == "true" || text == "false" => {
-                format!("remove the quotes: {} = {text}", field.name)
-            }
-            _ => format!("write {} = true or {} = false", field.name, field.name),
-        };
-        self.type_error(field, "true or false", Some(help));
-        None
-    }
-
-    /// An integer in `range`; `meaning` says what the key counts, for the help line.
-    fn integer(
-        &mut self,
-        field: Option<&Field>,
-        range: RangeInclusive<i64>,
-        meaning: &str,
-    ) -> Option<i64> {
-        let field = field?;
-        let bounds = format!("between {} and {}", range.start(), range.end());
-        let n = match &field.node.value {
-            Value::Integer(n) => *n,
-            Value::String(text) if text.trim().parse::<i64>().is_ok() => {
-                let help = format!("remove the quotes: {} = {}", field.name, text.trim());
-                self.type_error(field, "an integer", Some(help));
-                return None;
-            }
-            _ => {
-                self.type_error(
-                    field,
-                    &format!("an integer {bounds}"),
-                    Some(meaning.to_string()),
-                );
-                return None;
-            }
-        };
-        if !range.contains(&n) {
-            self.value_error(
-                field,
-                format!("must be {bounds}"),
-                Some(meaning.to_string()),
-            );
-            return None;
-        }
-        Some(n)
-    }
-
-    fn duration(&mut self, field: Option<&Field>) -> Option<Duration> {
-        let field = field?;
-        let example = "one or more <number><unit> parts with no spaces, e.g. \"500ms\", \"10s\", \
-                       \"15m\", \"1h30m\"";
-        match &field.node.value {
-            Value::String(text) => match parse_duration(text) {
-                Ok(duration) => Some(duration),
-                Err(problem) => {
-                    let help = match suggest_duration(text) {
-                        Some(fixed) => format!("write {} = \"{fixed}\"", field.name),
-                        None => example.to_string(),
-                    };
-                    self.value_error(field, problem, Some(help));
-                    None
-                }
-            },
-            Value::Integer(0) => Some(Duration::ZERO),
-            Value::Integer(n) => {
-                self.value_error(
-                    field,
-                    format!("{DURATION_EXPECTED}; a bare number has no unit"),
-                    Some(format!(
-                        "add a unit and quotes: {} = \"{n}s\" or \"{n}m\"",
-                        field.name
-                    )),
-                );
-                None
-            }
-            other => {
-                let problem = format!("{DURATION_EXPECTED}, found {}", other.kind());
-                self.value_error(field, problem, Some(example.to_string()));
-                None
-            }
-        }
-    }
-
-    fn size(&mut self, field: Option<&Field>, min: u64) -> Option<u64> {
-        let field = field?;
-        let example =
-            "e.g. \"512KiB\", \"10MB\", \"1GiB\" (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n), \
-                       or a number of bytes";
-        let bytes = match &field.node.value {
-            Value::String(text) => match parse_size(text) {
-                Ok(bytes) => bytes,
-                Err(problem) => {
-                    let help = match suggest_size(text) {
-                        Some(fixed) => format!("write {} = \"{fixed}\"", field.name),
-                        None => example.to_string(),
-                    };
-                    self.value_error(field, problem, Some(help));
-                    return None;
-                }
-            },
-            Value::Integer(n) => match u64::try_from(*n) {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    self.value_error(
-                        field,
-                        "a size cannot be negative",
-                        Some(example.to_string()),
-                    );
-                    return None;
-                }
-            },
-            other => {
-                let problem = format!("{SIZE_EXPECTED}, found {}", other.kind());
-                self.value_error(field, problem, Some(example.to_string()));
-                return None;
-            }
-        };
-        if bytes < min {
-            self.value_error(
-                field,
-                format!("must be at least 4KiB ({min} bytes)"),
-                Some("rotating smaller files would churn the disk for no benefit".to_string()),
-            );
-            return None;
-        }
-        Some(bytes)
-    }
-
-    fn choice<T: Copy>(&mut self, field: Option<&Field>, choices: &[(&str, T)]) -> Option<T> {
-        let field = field?;
-        let allowed: Vec<String> = choices
-            .iter()
-            .map(|(name, _)| format!("\"{name}\""))
-            .collect();
-        let help = Some(format!("allowed values: {}", allowed.join(", ")));
-        let Value::String(text) = &field.node.value else {
-            self.type_error(field, "a string", help);
-            return None;
-        };
-        if let Some((_, value)) = choices.iter().find(|(name, _)| name == text) {
-            return Some(*value);
-        }
-        let mut problem = "unknown value".to_string();
-        if let Some(close) = did_you_mean(text, choices.iter().map(|(name, _)| *name)) {
-            problem.push_str(&format!(", did you mean \"{close}\"?"));
-        }
-        self.value_error(field, problem, help);
-        None
-    }
-
-    /// A path, resolved against the config file's directory. Never touches the file system.
-    fn path(&mut self, field: Option<&Field>) -> Option<PathBuf> {
-        let field = field?;
-        let text = self.string(field)?;
-        if text.is_empty() {
-            self.value_error(
-                field,
-                "the path is empty",
-                Some("use \".\" for the config file's directory".to_string()),
-            );
-            return None;
-        }
-        if text.contains('\0') {
-            self.value_error(field, "the path contains a NUL character", None);
-            return None;
-        }
-        if text == "~" || text.starts_with("~/") {
-            self.value_error(
-                field,
-                "`~` is not expanded (no shell is involved)",
-                Some(
-                    "write the full path, or a path relative to the config file's directory"
-                        .to_string(),
-                ),
-            );
-            return None;
-        }
-        Some(normalize(&self.config_dir.join(text)))
-    }
-
-    /// A path that must be an existing directory (`cwd`).
-    fn directory(&mut self, field: Option<&Field>) -> Option<PathBuf> {
-        let path = self.path(field)?;
-        let field = field?;
-        if !path.is_dir() {
-            let problem = if path.exists() {
-                format!("{} is not a directory", path.display())
-            } else {
-                format!("directory {} does not exist", path.display())
-            };
-            self.value_error(
-                field,
-                problem,
-                Some(format!(
-                    "create it or fix the path; relative paths are resolved against the config \
-                     file's directory ({})",
-                    self.config_dir.display()
-                )),
-            );
-            return None;
-        }
-        Some(path)
-    }
-
-    // ----- reporting ----------------------------------------------------------------------------
-
-    /// `key = value` exactly as written in the file.
-    fn quote(&self, field: &Field) -> String {
-        format!(
-            "{} = {}",
-            field.name,
-            self.report.snippet(field.node.span.clone())
-        )
-    }
-
-    /// A problem with the value of `field`: "`key = value`: problem".
-    fn value_error(
-        &mut self,
-        field: &Field,
-        problem: impl std::fmt::Display,
-        help: Option<String>,
-    ) {
-        let message = format!("`{}`: {problem}", self.quote(field));
-        self.report
-            .error(field.node.span.clone(), Some(&field.path), message, help);
-    }
-
-    fn type_error(&mut self, field: &Field, expected: &str, help: Option<String>) {
-        let problem = format!("expected {expected}, found {}", field.node.value.kind());
-        self.value_error(field, problem, help);
-    }
-}
-
-/// Removes `.` components ("./logs" -> "logs") without touching the file system. `..` is kept:
-/// resolving it lexically would be wrong across symlinks.
-fn normalize(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, Component::CurDir))
-        .collect()
 }
 
 /// Validated ranges are small; this only exists to avoid a bare `as` cast.
