@@ -1,22 +1,31 @@
 //! Configuration: `supervisor.toml` (and, later, `checks/*.toml`) turned into a validated [`Config`].
 //!
-//! Two layers. `raw` mirrors the file with serde (`deny_unknown_fields`, spans kept); `validate` turns it
+//! Two layers. `raw` mirrors the file as a tree of spanned values and declares the keys of each table
+//! (unknown keys are errors, and all of them are reported, not just the first); `validate` turns it
 //! into the typed structs below, collecting *every* problem as a [`Diagnostic`] that names file, line,
-//! column and key. Nothing outside this module sees the raw layer.
+//! column and key. Nothing outside this module sees the raw layer. `docs/config-reference.md` documents
+//! every key; a test keeps it in step with the declared tables.
 //!
 //! This module owns parsing and validation only. It must not start processes, touch the state dir or
 //! read service logs; paths are resolved (relative to the config file's directory) but never created.
+//! It does read `env_file`s (their contents are part of the configuration) and checks that `cwd`
+//! directories exist, so [`parse`] depends on the file system as of the moment it runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod duration;
+mod envfile;
 mod error;
 mod raw;
+mod suggest;
+#[cfg(test)]
+mod tests;
 mod validate;
+mod values;
 
-pub use duration::{parse_duration, parse_size};
+pub use duration::{format_duration, parse_duration, parse_size};
 pub use error::{ConfigError, Diagnostic};
 
 /// A complete, validated configuration. Built only by [`load`] / [`parse`].
@@ -116,6 +125,29 @@ pub struct GroupConfig {
     /// At most this many starts of members within `window`.
     pub max_starts: u32,
     pub window: Duration,
+}
+
+impl Config {
+    /// The service called `name`, if configured.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.get(name)
+    }
+
+    /// The group `service` belongs to, if it is configured and has one.
+    pub fn group_of(&self, service: &str) -> Option<&GroupConfig> {
+        let group = self.service(service)?.group.as_deref()?;
+        self.groups.get(group)
+    }
+
+    /// The services that belong to group `group`, in name order.
+    pub fn members_of<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> impl Iterator<Item = &'a ServiceConfig> + 'a {
+        self.services
+            .values()
+            .filter(move |service| service.group.as_deref() == Some(group))
+    }
 }
 
 /// Reads and validates a configuration file.

@@ -1,0 +1,292 @@
+//! Typed readers for single values (strings, integers, durations, sizes, paths, choices) and the
+//! uniform way their problems are worded: "`key = value as written`: what is wrong", plus a help line.
+//!
+//! Every reader returns `None` after reporting, so callers fall back to a default and go on; none of
+//! them stops validation. Only `directory` looks at the file system (it checks that `cwd` exists).
+
+use std::ops::RangeInclusive;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::duration::{suggest_duration, suggest_size, DURATION_EXPECTED, SIZE_EXPECTED};
+use super::raw::{Field, Table, Value};
+use super::suggest::did_you_mean;
+use super::validate::Validator;
+use super::{parse_duration, parse_size};
+
+impl Validator<'_> {
+    // ----- typed values -------------------------------------------------------------------------
+
+    /// The table under `field`; `how` shows how to write it, for the help line.
+    pub(super) fn table<'f>(&mut self, field: &Field<'f>, how: &str) -> Option<&'f Table> {
+        if let Value::Table(table) = &field.node.value {
+            return Some(table);
+        }
+        self.type_error(field, "a table", Some(format!("write it as {how}")));
+        None
+    }
+
+    pub(super) fn string<'f>(&mut self, field: &Field<'f>) -> Option<&'f str> {
+        if let Value::String(text) = &field.node.value {
+            return Some(text);
+        }
+        let help = match &field.node.value {
+            Value::Integer(_) | Value::Float(_) | Value::Boolean(_) => {
+                let raw = self.report.snippet(field.node.span.clone());
+                format!("quote it: {} = \"{raw}\"", field.name)
+            }
+            _ => format!("write one string: {} = \"...\"", field.name),
+        };
+        self.type_error(field, "a string", Some(help));
+        None
+    }
+
+    pub(super) fn boolean(&mut self, field: Option<&Field>) -> Option<bool> {
+        let field = field?;
+        if let Value::Boolean(b) = field.node.value {
+            return Some(b);
+        }
+        let help = match &field.node.value {
+            Value::String(text) if text == "true" || text == "false" => {
+                format!("remove the quotes: {} = {text}", field.name)
+            }
+            _ => format!("write {} = true or {} = false", field.name, field.name),
+        };
+        self.type_error(field, "true or false", Some(help));
+        None
+    }
+
+    /// An integer in `range`; `meaning` says what the key counts, for the help line.
+    pub(super) fn integer(
+        &mut self,
+        field: Option<&Field>,
+        range: RangeInclusive<i64>,
+        meaning: &str,
+    ) -> Option<i64> {
+        let field = field?;
+        let bounds = format!("between {} and {}", range.start(), range.end());
+        let n = match &field.node.value {
+            Value::Integer(n) => *n,
+            Value::String(text) if text.trim().parse::<i64>().is_ok() => {
+                let help = format!("remove the quotes: {} = {}", field.name, text.trim());
+                self.type_error(field, "an integer", Some(help));
+                return None;
+            }
+            _ => {
+                self.type_error(
+                    field,
+                    &format!("an integer {bounds}"),
+                    Some(meaning.to_string()),
+                );
+                return None;
+            }
+        };
+        if !range.contains(&n) {
+            self.value_error(
+                field,
+                format!("must be {bounds}"),
+                Some(meaning.to_string()),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    pub(super) fn duration(&mut self, field: Option<&Field>) -> Option<Duration> {
+        let field = field?;
+        let example = "one or more <number><unit> parts with no spaces, e.g. \"500ms\", \"10s\", \
+                       \"15m\", \"1h30m\"";
+        match &field.node.value {
+            Value::String(text) => match parse_duration(text) {
+                Ok(duration) => Some(duration),
+                Err(problem) => {
+                    let help = match suggest_duration(text) {
+                        Some(fixed) => format!("write {} = \"{fixed}\"", field.name),
+                        None => example.to_string(),
+                    };
+                    self.value_error(field, problem, Some(help));
+                    None
+                }
+            },
+            Value::Integer(0) => Some(Duration::ZERO),
+            Value::Integer(n) => {
+                self.value_error(
+                    field,
+                    format!("{DURATION_EXPECTED}; a bare number has no unit"),
+                    Some(format!(
+                        "add a unit and quotes: {} = \"{n}s\" or \"{n}m\"",
+                        field.name
+                    )),
+                );
+                None
+            }
+            other => {
+                let problem = format!("{DURATION_EXPECTED}, found {}", other.kind());
+                self.value_error(field, problem, Some(example.to_string()));
+                None
+            }
+        }
+    }
+
+    pub(super) fn size(&mut self, field: Option<&Field>, min: u64) -> Option<u64> {
+        let field = field?;
+        let example =
+            "e.g. \"512KiB\", \"10MB\", \"1GiB\" (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n), \
+                       or a number of bytes";
+        let bytes = match &field.node.value {
+            Value::String(text) => match parse_size(text) {
+                Ok(bytes) => bytes,
+                Err(problem) => {
+                    let help = match suggest_size(text) {
+                        Some(fixed) => format!("write {} = \"{fixed}\"", field.name),
+                        None => example.to_string(),
+                    };
+                    self.value_error(field, problem, Some(help));
+                    return None;
+                }
+            },
+            Value::Integer(n) => match u64::try_from(*n) {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    self.value_error(
+                        field,
+                        "a size cannot be negative",
+                        Some(example.to_string()),
+                    );
+                    return None;
+                }
+            },
+            other => {
+                let problem = format!("{SIZE_EXPECTED}, found {}", other.kind());
+                self.value_error(field, problem, Some(example.to_string()));
+                return None;
+            }
+        };
+        if bytes < min {
+            self.value_error(
+                field,
+                format!("must be at least 4KiB ({min} bytes)"),
+                Some("rotating smaller files would churn the disk for no benefit".to_string()),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    pub(super) fn choice<T: Copy>(
+        &mut self,
+        field: Option<&Field>,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let field = field?;
+        let allowed: Vec<String> = choices
+            .iter()
+            .map(|(name, _)| format!("\"{name}\""))
+            .collect();
+        let help = Some(format!("allowed values: {}", allowed.join(", ")));
+        let Value::String(text) = &field.node.value else {
+            self.type_error(field, "a string", help);
+            return None;
+        };
+        if let Some((_, value)) = choices.iter().find(|(name, _)| name == text) {
+            return Some(*value);
+        }
+        let mut problem = "unknown value".to_string();
+        if let Some(close) = did_you_mean(text, choices.iter().map(|(name, _)| *name)) {
+            problem.push_str(&format!(", did you mean \"{close}\"?"));
+        }
+        self.value_error(field, problem, help);
+        None
+    }
+
+    /// A path, resolved against the config file's directory. Never touches the file system.
+    pub(super) fn path(&mut self, field: Option<&Field>) -> Option<PathBuf> {
+        let field = field?;
+        let text = self.string(field)?;
+        if text.is_empty() {
+            self.value_error(
+                field,
+                "the path is empty",
+                Some("use \".\" for the config file's directory".to_string()),
+            );
+            return None;
+        }
+        if text.contains('\0') {
+            self.value_error(field, "the path contains a NUL character", None);
+            return None;
+        }
+        if text == "~" || text.starts_with("~/") {
+            self.value_error(
+                field,
+                "`~` is not expanded (no shell is involved)",
+                Some(
+                    "write the full path, or a path relative to the config file's directory"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        Some(normalize(&self.config_dir.join(text)))
+    }
+
+    /// A path that must be an existing directory (`cwd`).
+    pub(super) fn directory(&mut self, field: Option<&Field>) -> Option<PathBuf> {
+        let path = self.path(field)?;
+        let field = field?;
+        if !path.is_dir() {
+            let problem = if path.exists() {
+                format!("{} is not a directory", path.display())
+            } else {
+                format!("directory {} does not exist", path.display())
+            };
+            self.value_error(
+                field,
+                problem,
+                Some(format!(
+                    "create it or fix the path; relative paths are resolved against the config \
+                     file's directory ({})",
+                    self.config_dir.display()
+                )),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
+    // ----- reporting ----------------------------------------------------------------------------
+
+    /// `key = value` exactly as written in the file; for a `[header]` table, its header line.
+    pub(super) fn quote(&self, field: &Field) -> String {
+        let snippet = self.report.snippet(field.node.span.clone());
+        if field.node.is_table_or_array_of_tables() && snippet.starts_with('[') {
+            snippet.trim_end_matches('…').to_string()
+        } else {
+            format!("{} = {snippet}", field.name)
+        }
+    }
+
+    /// A problem with the value of `field`: "`key = value`: problem".
+    pub(super) fn value_error(
+        &mut self,
+        field: &Field,
+        problem: impl std::fmt::Display,
+        help: Option<String>,
+    ) {
+        let message = format!("`{}`: {problem}", self.quote(field));
+        self.report
+            .error(field.node.span.clone(), Some(&field.path), message, help);
+    }
+
+    pub(super) fn type_error(&mut self, field: &Field, expected: &str, help: Option<String>) {
+        let problem = format!("expected {expected}, found {}", field.node.kind());
+        self.value_error(field, problem, help);
+    }
+}
+
+/// Removes `.` components ("./logs" -> "logs") without touching the file system. `..` is kept:
+/// resolving it lexically would be wrong across symlinks.
+fn normalize(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
