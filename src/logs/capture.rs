@@ -18,12 +18,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use chrono::{DateTime, Utc};
 
 use super::batch::{Batch, RawBatch};
 use super::format::now_millis;
@@ -173,7 +172,7 @@ impl Batches {
 
     /// Lines pushed from now on were read at `ts`, in a read of `bytes` bytes.
     fn start(&mut self, ts: DateTime<Utc>, bytes: usize) {
-        // With a newline per line, the text is at most the bytes read plus the partial line held.
+        // Roughly the bytes read (newlines kept, `\r`s dropped); a held partial line may need more.
         self.current = RawBatch::with_capacity(ts, self.stream, bytes + bytes / 8);
     }
 

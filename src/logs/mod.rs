@@ -2,9 +2,9 @@
 //!
 //! One writer per service (a dedicated thread, so a slow disk never stalls the runtime) owns that
 //! service's log files and ring buffer; everyone else talks to it through a [`ServiceLog`] handle
-//! (cheap to clone). Reader tasks, one per pipe per run, split the
-//! byte stream into lines and hand them to the writer. This module must not decide anything about the
-//! service's lifecycle: the core tells it what to write (lifecycle markers) and when a run starts.
+//! (cheap to clone). Reader tasks, one per pipe per run, split the byte stream into lines and hand
+//! them to the writer. This module must not decide anything about the service's lifecycle: the core
+//! tells it what to write (lifecycle markers) and when a run starts.
 //!
 //! On-disk format, one captured line per file line:
 //! `2026-11-28T16:44:16.123Z out <text>` where the stream is `out`, `err` or `tend` (lifecycle markers).
@@ -24,10 +24,16 @@
 //!
 //! Guarantees: no captured line is dropped or split by tend (lines longer than [`MAX_LINE_BYTES`] are
 //! stored as consecutive pieces, each a line of its own; invalid UTF-8 becomes U+FFFD); lines of one pipe
-//! keep their order; the lines of one read of a pipe (e.g. a traceback printed at once) stay together
-//! in the file; rotation happens between lines only. A crashed service loses nothing: its pipes are
-//! read to end-of-file after it died. A tend crash can lose at most what was read but not yet flushed,
-//! which the writer does whenever its queue runs empty.
+//! keep their order; the lines of one read of a pipe (e.g. a traceback printed at once, up to
+//! [`MAX_BATCH_LINES`]) stay together, not interleaved with the other pipe; rotation happens between
+//! lines only. A crashed service loses nothing: its pipes are read to end-of-file after it died. A tend
+//! crash can lose at most what was read but not yet flushed, which the writer does whenever its queue
+//! runs empty; a clean shutdown calls [`ServiceLog::close`] (or drops every handle and capture).
+//!
+//! Architecture invariants:
+//! - Only the writer touches a service's log files, ring and broadcast sender; there is no lock.
+//! - Order on disk = order in the ring = order on the broadcast = order of acceptance by the writer.
+//! - Write failures never stop capture and never block the service beyond the line budget.
 //!
 //! For benchmarks: [`ServiceLog::capture_reader`] captures any `AsyncRead` (no process needed),
 //! [`LineSplitter`] is the pure splitting step, and [`ServiceLog::flush`] marks the end of a run.

@@ -601,7 +601,7 @@ fn open_reports_an_uncreatable_directory() {
 #[ignore]
 async fn throughput_compared_to_redirecting_to_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let n = 5_000_000;
+    let n: u64 = 5_000_000;
     let plain = dir.path().join("plain.out");
     let children_before = cpu_time(libc::RUSAGE_CHILDREN);
     let started = Instant::now();
@@ -632,6 +632,37 @@ async fn throughput_compared_to_redirecting_to_a_file() {
         ratio * 100.0
     );
     assert_eq!(log.tail(1, None).await[0].text, n.to_string());
+
+    // Again with a subscriber draining the broadcast, as the log-pattern checks will.
+    let mut rx = log.subscribe();
+    let counter = tokio::spawn(async move {
+        let (mut received, mut skipped) = (0u64, 0u64);
+        loop {
+            match rx.recv().await {
+                Ok(_) => received += 1,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => skipped += k,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+            if received + skipped == n {
+                break;
+            }
+        }
+        (received, skipped)
+    });
+    let started = Instant::now();
+    run_captured(&log, &format!("seq 1 {n}")).await;
+    log.flush().await.unwrap();
+    let with_subscriber = started.elapsed();
+    let (received, skipped) = timeout(DEADLINE, counter).await.unwrap().unwrap();
+    println!(
+        "with a subscriber: {with_subscriber:?} ({:.0}% of redirect speed); it received {received} lines, lagged over {skipped}",
+        redirect.as_secs_f64() / with_subscriber.as_secs_f64() * 100.0
+    );
+    assert_eq!(
+        received + skipped,
+        n,
+        "every line is either received or reported as skipped"
+    );
 }
 
 /// User + system CPU time of this process (`RUSAGE_SELF`) or its waited-for children.
