@@ -497,8 +497,9 @@ async fn write_errors_are_reported_but_never_stop_capture() {
 async fn abort_ends_a_capture_whose_pipe_never_closes() {
     let dir = tempfile::tempdir().unwrap();
     let log = ServiceLog::open(settings(dir.path(), 10 << 20, 3, 100)).unwrap();
-    // The shell's pipe stays open as long as `sleep` runs, like a grandchild holding it.
-    let mut child = spawn_sh("echo hi; printf 'no newline yet'; exec sleep 60");
+    // The shell's pipe stays open as long as `sleep` runs, like a grandchild holding it. One printf is
+    // one write, so once "hi" is visible the partial line is already held by the reader.
+    let mut child = spawn_sh("printf 'hi\\nno newline yet'; exec sleep 60");
     let capture = log.capture(child.stdout.take(), child.stderr.take());
     wait_for("the first line", || async {
         !log.tail(1, None).await.is_empty()
