@@ -473,7 +473,7 @@ impl Supervisor {
         if let Some(hold) = &gate.hold {
             if !matches!(hold, policy::Hold::Backoff) {
                 let msg = format!("next start in {} ({hold})", human_ms(gate.at - now));
-                let _ = self.services[name].log.try_marker(msg);
+                self.services[name].log.try_marker(msg);
             }
         }
         self.set_state(name, state);
@@ -516,7 +516,7 @@ impl Supervisor {
         self.next_run_id += 1;
         let service = self.services.get_mut(name).expect("known service");
         let forced_note = if forced { ", forced" } else { "" };
-        let _ = service
+        service
             .log
             .try_marker(format!("spawned pid {pid} (reason: {reason}{forced_note})"));
         let capture = service
@@ -529,7 +529,10 @@ impl Supervisor {
         });
         service.backoff_until = None;
         service.starts_this_session += 1;
-        service.message = None;
+        if service.quick_failures == 0 {
+            // A crash-loop or spawn-failure note stays until the run outlives start_grace.
+            service.message = None;
+        }
         let grace = service.cfg.start_grace;
         let stop_signal = service.cfg.stop_signal;
         let stop_timeout = service.cfg.stop_timeout;
@@ -570,7 +573,7 @@ impl Supervisor {
     /// backs off and eventually gives up like a crash loop does.
     fn spawn_failed(&mut self, name: &str, reason: StartReason, message: &str) {
         tracing::warn!(service = name, "{message}");
-        let _ = self.services[name].log.try_marker(message.to_string());
+        self.services[name].log.try_marker(message.to_string());
         let _ = self.events.send(Event::Notice {
             name: name.to_string(),
             message: message.to_string(),
@@ -600,7 +603,7 @@ impl Supervisor {
         };
         let pid = run.pid;
         let signal = service.cfg.stop_signal;
-        let _ = service.log.try_marker(format!(
+        service.log.try_marker(format!(
             "stopping pid {pid} with {} ({why})",
             process::signal_name(signal)
         ));
@@ -673,7 +676,7 @@ impl Supervisor {
             ran_ms: now - run.started_ms,
         };
         let requested = service.state == ServiceState::Stopping || self.shutting_down;
-        let _ = service.log.try_marker(format!(
+        service.log.try_marker(format!(
             "pid {pid} exited: {} after {}{}",
             describe_exit(&exit),
             human_ms(exit.ran_ms),
@@ -757,7 +760,7 @@ impl Supervisor {
                     )
                 });
                 if let Some(m) = &message {
-                    let _ = service.log.try_marker(m.clone());
+                    service.log.try_marker(m.clone());
                 }
                 self.set_state(name, ServiceState::Backoff);
                 self.auto_start(name, crash_reason, false);
@@ -771,7 +774,7 @@ impl Supervisor {
                     "crash-looping: {quick_failures} quick failures in a row; gave up, waiting for \
                      `tend start {name}`"
                 );
-                let _ = service.log.try_marker(message.clone());
+                service.log.try_marker(message.clone());
                 tracing::error!(service = name, "{message}");
                 let _ = self.events.send(Event::Notice {
                     name: name.to_string(),
@@ -807,13 +810,14 @@ impl Supervisor {
                 Timer::Grace => {
                     if service.state == ServiceState::Starting {
                         service.quick_failures = 0;
+                        service.message = None;
                         self.set_state(&name, ServiceState::Running);
                     }
                 }
                 Timer::Kill => {
                     if let Some(run) = &service.run {
                         let pid = run.pid;
-                        let _ = service.log.try_marker(format!(
+                        service.log.try_marker(format!(
                             "pid {pid} still alive after stop_timeout {}; sending SIGKILL to its group",
                             human_ms(service.cfg.stop_timeout.as_millis() as Millis)
                         ));

@@ -148,6 +148,12 @@ impl ServiceLog {
     /// Returns once the writer accepted it. Text with newlines becomes several lines, since a stored
     /// line never contains one. Ignored (with a debug trace) after [`ServiceLog::close`].
     pub async fn marker(&self, text: impl Into<String>) {
+        self.try_marker(text);
+    }
+
+    /// [`ServiceLog::marker`] for code that cannot await (the supervisor actor): the writer's queue is
+    /// unbounded for markers, so this never blocks, and order with captured lines is kept.
+    pub fn try_marker(&self, text: impl Into<String>) {
         let text = text.into();
         let mut batch = Batch::with_capacity(now_millis(), Stream::Tend, text.len(), 1);
         for line in text.split('\n') {
@@ -160,6 +166,22 @@ impl ServiceLog {
         if self.inner.tx.send(msg).is_err() {
             tracing::debug!(path = %self.inner.path.display(), "marker dropped: the log is closed");
         }
+    }
+
+    /// The last `n` lines and a receiver of every line after them, taken at one point of the writer's
+    /// order: nothing falls between the two, nothing comes twice (`tend logs -f`).
+    pub async fn follow(
+        &self,
+        n: usize,
+        stream: Option<Stream>,
+    ) -> (Vec<LogLine>, broadcast::Receiver<SharedLine>) {
+        let (reply, answer) = oneshot::channel();
+        if self.inner.tx.send(Msg::Follow { n, stream, reply }).is_ok() {
+            if let Ok(pair) = answer.await {
+                return pair;
+            }
+        }
+        (Vec::new(), self.inner.broadcast.subscribe())
     }
 
     /// The last `n` lines in the ring (oldest first), optionally of one stream only. Empty once closed.

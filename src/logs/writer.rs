@@ -50,6 +50,12 @@ pub(crate) enum Msg {
         stream: Option<Stream>,
         reply: oneshot::Sender<Vec<LogLine>>,
     },
+    /// Tail plus a receiver subscribed right after it (see `ServiceLog::follow`).
+    Follow {
+        n: usize,
+        stream: Option<Stream>,
+        reply: oneshot::Sender<(Vec<LogLine>, tokio::sync::broadcast::Receiver<SharedLine>)>,
+    },
     /// Flush to the file; replies with the first write error since the previous flush, if any.
     Flush(oneshot::Sender<io::Result<()>>),
     SetLimits {
@@ -210,6 +216,9 @@ impl Writer {
                 }
                 Msg::Tail { n, stream, reply } => {
                     let _ = reply.send(self.ring.tail(n, stream));
+                }
+                Msg::Follow { n, stream, reply } => {
+                    let _ = reply.send((self.ring.tail(n, stream), self.broadcast.subscribe()));
                 }
                 Msg::Flush(reply) => {
                     self.check_file_identity();

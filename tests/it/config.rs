@@ -30,7 +30,11 @@ fn good_config_checks_ok() {
     let world = World::new("[services.a]\ncommand = \"sleep 1\"\n");
     let out = world.tend(&["check"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("ok (1 services, 0 groups)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok (1 services, 0 groups)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -43,7 +47,10 @@ fn shipped_config_is_valid() {
     assert_eq!(config.services["send_media"].port, Some(5023));
     assert_eq!(text.group.as_deref(), Some("telegram"));
     assert_eq!(text.command[0], "tend");
-    assert_eq!(text.min_restart_interval, std::time::Duration::from_secs(600));
+    assert_eq!(
+        text.min_restart_interval,
+        std::time::Duration::from_secs(600)
+    );
     assert_eq!(
         config.groups["telegram"].min_start_spacing,
         std::time::Duration::from_secs(600)
