@@ -38,6 +38,10 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Groups (services sharing one external account) by name.
     pub groups: BTreeMap<String, GroupConfig>,
+    /// Checks by name: `[checks.NAME]` in this file, then every `checks_dir/*.toml` in name order.
+    pub checks: BTreeMap<String, CheckConfig>,
+    /// `[alerts]`: where alerts go besides tend's log and status.
+    pub alerts: AlertSettings,
 }
 
 /// `[supervisor]`: settings of tend itself.
@@ -59,6 +63,9 @@ pub struct SupervisorSettings {
     pub log_keep: usize,
     /// Lines kept in memory per service for fast viewing. Default 5000.
     pub log_ring_lines: usize,
+    /// Drop-in check files (`*.toml`, loaded in name order). Default `checks` next to the config; a
+    /// missing directory is fine.
+    pub checks_dir: PathBuf,
 }
 
 /// `[services.NAME]`.
@@ -125,6 +132,24 @@ pub struct GroupConfig {
     /// At most this many starts of members within `window`.
     pub max_starts: u32,
     pub window: Duration,
+    /// `[groups.NAME.recovery]`: the staged flood-wait recovery of this group.
+    pub recovery: RecoveryConfig,
+}
+
+/// `[groups.NAME.recovery]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryConfig {
+    /// Minimum wait after every member stopped. Default 5m. The real wait is at least the longest flood
+    /// wait seen in the group's logs and `/stats`, plus `margin`.
+    pub cooldown: Duration,
+    /// Added to a known flood wait before anything fetches dialogs again. Default 30s.
+    pub margin: Duration,
+    /// Between one member being ready and the next one starting. Default 60s.
+    pub pause: Duration,
+    /// How long to wait for a started member to become ready before going on anyway. Default 10m.
+    pub ready_timeout: Duration,
+    /// Start the recovery automatically when every member of the group is in flood wait. Default true.
+    pub auto: bool,
 }
 
 impl Config {
@@ -148,6 +173,120 @@ impl Config {
             .values()
             .filter(move |service| service.group.as_deref() == Some(group))
     }
+}
+
+/// `[checks.NAME]`: one check, applied to each of its services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckConfig {
+    pub name: String,
+    /// The file it was defined in (supervisor.toml or a drop-in), for messages.
+    pub source: PathBuf,
+    /// The services it runs for; `services` omitted or `["*"]` = every service.
+    pub services: Vec<String>,
+    /// Time between two runs (for `log`: between two evaluations of the counts). Default 60s.
+    pub interval: Duration,
+    /// Each run's limit. Default 5s; must be shorter than `interval`.
+    pub timeout: Duration,
+    /// Failures within this long after a start of the service do not count. `None` = the service's
+    /// `start_grace`.
+    pub grace: Option<Duration>,
+    pub on_fail: OnFail,
+    /// Passing this check means the service is *ready* (used by the staged recovery and the status).
+    pub readiness: bool,
+    pub kind: CheckKind,
+}
+
+/// `on_fail = { after = 3, action = "alert" }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnFail {
+    /// Consecutive failing results (critical, or warning when `on_warning`) before the action. Default 3.
+    pub after: u32,
+    pub action: FailAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    None,
+    Alert,
+    Restart,
+    ReloadCache,
+    FloodRecover,
+}
+
+/// What a check does. URL and address strings may hold the placeholders `{port}`, `{name}` and
+/// `{host}` (127.0.0.1), expanded per service; `{port}` on a service without `port` is an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    Http {
+        url: String,
+        /// Default GET.
+        method: String,
+        /// Default [200].
+        expect_status: Vec<u16>,
+        body_contains: Option<String>,
+    },
+    Json {
+        url: String,
+        method: String,
+        /// JSON pointer of the value compared and recorded, e.g. `/cache_size`.
+        pointer: String,
+        /// Critical outside `min..=max`; warning outside `warn_below..=warn_above`.
+        min: Option<f64>,
+        max: Option<f64>,
+        warn_below: Option<f64>,
+        warn_above: Option<f64>,
+        /// JSON pointer of an array of `{ts, error}` entries (the real `/stats` `/last_errors`), each new
+        /// entry fed once to the error classifier.
+        events: Option<String>,
+    },
+    Log {
+        /// Use the shipped Telethon pattern set (checks/telethon-patterns.toml). Default true.
+        shipped_patterns: bool,
+        /// Extra patterns, tried before the shipped ones.
+        patterns: Vec<PatternConfig>,
+        /// Pattern names whose records make the check critical (others with severity `error` make it a
+        /// warning). Default ["FloodWait"].
+        critical: Vec<String>,
+        /// The window the counts of one evaluation cover. Default = interval.
+        window: Option<Duration>,
+    },
+    Tcp {
+        /// Default "{host}:{port}".
+        address: String,
+    },
+    Process {
+        /// Resident memory of the whole process tree, bytes.
+        max_rss: Option<u64>,
+        /// CPU of the whole process tree, percent of one core.
+        max_cpu: Option<f64>,
+    },
+    Exec {
+        /// argv; a relative program path resolves against the directory of the file defining the check.
+        command: Vec<String>,
+    },
+}
+
+/// `[[checks.NAME.pattern]]` of a `log` check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternConfig {
+    pub name: String,
+    /// A valid `regex` crate expression (validated, with the regex error in the message).
+    pub regex: String,
+    /// "error" | "warning" | "info".
+    pub severity: String,
+    /// A capture name of `regex` whose values are tabulated (count, first and last seen).
+    pub group_by: Option<String>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertSettings {
+    /// JSON POST target for alerts (n8n / Make / a bot relay). None = alerts only in log and status.
+    pub webhook: Option<String>,
+    /// Delivery attempts after the first failure. Default 3.
+    pub retries: u32,
+    /// First retry delay, doubling. Default 2s.
+    pub retry_delay: Duration,
 }
 
 /// Reads and validates a configuration file.

@@ -178,6 +178,25 @@ fn default_supervisor(dir: &Path) -> SupervisorSettings {
         max_log_size: 10 * 1024 * 1024,
         log_keep: 5,
         log_ring_lines: 5000,
+        checks_dir: dir.join("checks"),
+    }
+}
+
+fn default_alerts() -> AlertSettings {
+    AlertSettings {
+        webhook: None,
+        retries: 3,
+        retry_delay: secs(2),
+    }
+}
+
+fn default_recovery() -> RecoveryConfig {
+    RecoveryConfig {
+        cooldown: secs(300),
+        margin: secs(30),
+        pause: secs(60),
+        ready_timeout: secs(600),
+        auto: true,
     }
 }
 
@@ -222,6 +241,8 @@ fn minimal_fixture_fills_every_default() {
             default_service(&dir, "web", &["python3", "-m", "http.server", "8000"]),
         )]),
         groups: BTreeMap::new(),
+        checks: BTreeMap::new(),
+        alerts: default_alerts(),
     };
     assert_eq!(config, expected);
 }
@@ -273,8 +294,11 @@ fn telethon_fixture_parses_into_the_expected_config() {
                 min_start_spacing: secs(60),
                 max_starts: 3,
                 window: secs(3600),
+                recovery: default_recovery(),
             },
         )]),
+        checks: BTreeMap::new(),
+        alerts: default_alerts(),
     };
     assert_eq!(config, expected);
 }
@@ -351,6 +375,7 @@ fn full_fixture_reads_every_key() {
             max_log_size: 50_000_000,
             log_keep: 3,
             log_ring_lines: 10_000,
+            checks_dir: dir.join("checks"),
         },
         services: BTreeMap::from([
             ("send_text".to_string(), send_text),
@@ -364,6 +389,7 @@ fn full_fixture_reads_every_key() {
                     min_start_spacing: secs(90),
                     max_starts: 4,
                     window: secs(7200),
+                    recovery: default_recovery(),
                 },
             ),
             (
@@ -373,9 +399,12 @@ fn full_fixture_reads_every_key() {
                     min_start_spacing: Duration::ZERO,
                     max_starts: 0,
                     window: Duration::ZERO,
+                    recovery: default_recovery(),
                 },
             ),
         ]),
+        checks: BTreeMap::new(),
+        alerts: default_alerts(),
     };
     assert_eq!(config, expected);
 }

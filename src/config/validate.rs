@@ -23,8 +23,8 @@ use super::raw::{
 };
 use super::suggest::did_you_mean;
 use super::{
-    Backoff, Config, ConfigError, GiveUp, GroupConfig, RestartMode, ServiceConfig,
-    SupervisorSettings,
+    AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, RecoveryConfig, RestartMode,
+    ServiceConfig, SupervisorSettings,
 };
 
 const DEFAULT_SOCKET_MODE: u32 = 0o600;
@@ -109,6 +109,13 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         supervisor,
         services,
         groups,
+        // TODO(checks config): parsed from [checks.NAME], checks_dir/*.toml and [alerts].
+        checks: BTreeMap::new(),
+        alerts: AlertSettings {
+            webhook: None,
+            retries: 3,
+            retry_delay: Duration::from_secs(2),
+        },
     })
 }
 
@@ -191,6 +198,7 @@ impl Validator<'_> {
                 )
                 .unwrap_or(DEFAULT_LOG_RING_LINES),
             ),
+            checks_dir: self.config_dir.join("checks"),
         }
     }
 
@@ -252,6 +260,13 @@ impl Validator<'_> {
                 .unwrap_or(Duration::ZERO),
             max_starts: u32::try_from(max_starts).unwrap_or(0),
             window: window.unwrap_or(Duration::ZERO),
+            recovery: RecoveryConfig {
+                cooldown: Duration::from_secs(300),
+                margin: Duration::from_secs(30),
+                pause: Duration::from_secs(60),
+                ready_timeout: Duration::from_secs(600),
+                auto: true,
+            },
         }
     }
 
