@@ -21,6 +21,7 @@ pub mod control;
 pub mod core;
 pub mod logs;
 pub mod process;
+pub mod recovery;
 pub mod sim;
 pub mod state;
 
