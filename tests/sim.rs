@@ -1219,6 +1219,24 @@ async fn the_control_api_is_off_without_emu_control() {
     assert_eq!(sim.get("/health").await.0, 200);
 }
 
+#[tokio::test]
+async fn a_taken_port_is_reported_with_what_to_do() {
+    let fx = Fixture::new();
+    let first = fx.sim("first").start().await;
+    let mut second = fx
+        .sim("second")
+        .opt("--account", "second")
+        .opt("--port", &first.port.to_string())
+        .spawn();
+    assert_eq!(second.wait_exit().await.code(), Some(1));
+    let err = second.stderr();
+    assert!(
+        err.contains(&format!("binding 127.0.0.1:{}", first.port))
+            && err.contains("choose another --port"),
+        "{err}"
+    );
+}
+
 #[test]
 fn help_documents_every_option() {
     let out = std::process::Command::new(BIN)

@@ -376,7 +376,10 @@ fn parse_events(path: &Path) -> Result<Vec<Event>, SimError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(SimError::io("reading events file", path, e)),
     };
-    text.lines()
+    // Every append ends with a newline, so text after the last one is a write torn by a killed process.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             serde_json::from_str(l).map_err(|err| SimError::Corrupt {
@@ -457,6 +460,19 @@ mod tests {
         let events = read_events(dir.path(), "main").unwrap();
         assert_eq!(events.len() as u64, EVENTS_CAP);
         assert_eq!(events.last().unwrap().detail.as_deref(), Some("999"));
+    }
+
+    #[test]
+    fn a_torn_last_event_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = account(dir.path(), "send_text");
+        a.record(vec![Event::new(EventKind::Start)]).unwrap();
+        let path = AccountPaths::new(dir.path(), "main").events;
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"ts_ms":1,"wall"#).unwrap();
+        let events = read_events(dir.path(), "main").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Start);
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub fn run_args(args: SimArgs) -> ExitCode {
 
 /// Runs one emulated service until SIGTERM/SIGINT (exit 0) or a fault ends the process.
 pub async fn run(cfg: SimConfig) -> Result<ExitCode, SimError> {
+    // Installed first: from here on SIGTERM no longer kills by default, so `--ignore-sigterm` holds
+    // even for a signal that arrives while the port is still being bound.
+    let signals = Signals::install().map_err(SimError::Runtime)?;
     if cfg.faults.refuse_start || faults::take_refuse_start(&cfg)? {
         return Ok(refuse_start(&cfg));
     }
@@ -137,7 +140,7 @@ pub async fn run(cfg: SimConfig) -> Result<ExitCode, SimError> {
     }
     sim.boot();
     faults::start(&sim);
-    let terminated = watch_signals(sim.clone()).map_err(SimError::Runtime)?;
+    let terminated = signals.watch(sim.clone());
 
     let shutdown = sim.shutdown.clone();
     let serve = axum::serve(listener, http::app(sim.clone()))
@@ -205,41 +208,50 @@ fn print_banner(sim: &Sim) {
         .gunicorn(sim.pid, "INFO", &texts::gunicorn::booting(sim.pid));
 }
 
-/// SIGTERM (unless ignored) and SIGINT cancel `sim.shutdown`. The returned token is cancelled when it
-/// was SIGTERM, for gunicorn's goodbye lines.
-fn watch_signals(sim: Arc<Sim>) -> std::io::Result<tokio_util::sync::CancellationToken> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let terminated = tokio_util::sync::CancellationToken::new();
-    let by_term = terminated.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => {
-                    let ignored = sim.faults.ignore_sigterm();
-                    let detail = if ignored { "SIGTERM ignored" } else { "SIGTERM" };
-                    let _ = sim.account.record(vec![Event::new(EventKind::Signal).detail(detail)]);
-                    if ignored {
-                        continue;
-                    }
-                    if sim.cfg.gunicorn_banner {
-                        sim.log.gunicorn(sim.pid, "INFO", &texts::gunicorn::handling_term());
-                    }
-                    by_term.cancel();
-                    break;
-                }
-                _ = int.recv() => {
-                    let _ = sim.account.record(vec![Event::new(EventKind::Signal).detail("SIGINT")]);
-                    break;
-                }
-            }
-        }
-        sim.shutdown.cancel();
-    });
-    Ok(terminated)
+/// The signal streams of the process, registered before anything else happens.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
-/// Parses like the standalone binary (used by tests and `tend sim`).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<SimArgs, clap::Error> {
-    SimCli::try_parse_from(args).map(|cli| cli.args)
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// SIGTERM (unless ignored) and SIGINT cancel `sim.shutdown`. The returned token is cancelled when
+    /// it was SIGTERM, for gunicorn's goodbye lines.
+    fn watch(self, sim: Arc<Sim>) -> tokio_util::sync::CancellationToken {
+        let Signals { mut term, mut int } = self;
+        let terminated = tokio_util::sync::CancellationToken::new();
+        let by_term = terminated.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {
+                        let ignored = sim.faults.ignore_sigterm();
+                        let detail = if ignored { "SIGTERM ignored" } else { "SIGTERM" };
+                        let _ = sim.account.record(vec![Event::new(EventKind::Signal).detail(detail)]);
+                        if ignored {
+                            continue;
+                        }
+                        if sim.cfg.gunicorn_banner {
+                            sim.log.gunicorn(sim.pid, "INFO", &texts::gunicorn::handling_term());
+                        }
+                        by_term.cancel();
+                        break;
+                    }
+                    _ = int.recv() => {
+                        let _ = sim.account.record(vec![Event::new(EventKind::Signal).detail("SIGINT")]);
+                        break;
+                    }
+                }
+            }
+            sim.shutdown.cancel();
+        });
+        terminated
+    }
 }

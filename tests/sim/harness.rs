@@ -56,8 +56,8 @@ impl Fixture {
         self.path().join("state")
     }
 
-    /// A `tend-sim` to start: send_text on account `main`, `--time-scale 0.001`, no periodic warm-up and
-    /// no PTS noise, control API on. Override with [`Spawn::opt`].
+    /// A `tend-sim` to start: send_text on account `main`, a free port, `--time-scale 0.001`, no periodic
+    /// warm-up and no PTS noise, control API on. Override with [`Spawn::opt`].
     pub fn sim(&self, name: &str) -> Spawn<'_> {
         let state = self.state_dir().display().to_string();
         Spawn {
@@ -65,6 +65,7 @@ impl Fixture {
             name: name.to_string(),
             opts: vec![
                 ("--service".into(), Some("send_text".into())),
+                ("--port".into(), Some("0".into())),
                 ("--account".into(), Some("main".into())),
                 ("--time-scale".into(), Some("0.001".into())),
                 ("--warmup-interval".into(), Some("0".into())),
@@ -121,10 +122,7 @@ impl Spawn<'_> {
         let (port_file, out, err) = self.files();
         let _ = fs::remove_file(&port_file);
         let mut cmd = Command::new(BIN);
-        cmd.arg("--port")
-            .arg("0")
-            .arg("--port-file")
-            .arg(&port_file);
+        cmd.arg("--port-file").arg(&port_file);
         for (k, v) in &self.opts {
             match v {
                 Some(v) => cmd.arg(format!("{k}={v}")),
