@@ -393,6 +393,58 @@ async fn two_processes_on_one_account_flood_each_other_and_two_accounts_do_not()
     assert!(!other.stderr().contains("Sleeping"), "{}", other.stderr());
 }
 
+/// Model time now at `--time-scale 0.001` (see `clock.rs`: model ms = wall ms / scale).
+fn model_now_ms() -> i64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (wall.as_secs_f64() * 1e6) as i64
+}
+
+/// Waits until no sweep started on `account` within the default 600 s window.
+async fn wait_window_clear(fx: &Fixture, account: &str) {
+    wait_for("the flood window to pass", || async {
+        let st = read_account_state(&fx.state_dir(), account).unwrap();
+        let last = st.last_sweep_ms.unwrap_or(0);
+        (model_now_ms() - last >= 600_000).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_staged_restart_that_keeps_sweeps_a_window_apart_sees_no_flood() {
+    let fx = Fixture::new();
+    // Scenario (a): both at once; one of them floods.
+    let text = fx.sim("text").start().await;
+    let media = fx.sim("media").opt("--service", "send_media").start().await;
+    text.wait_warm().await;
+    media.wait_warm().await;
+    assert_eq!(strikes(&fx.events("main")), vec![27]);
+    drop((text, media));
+
+    // Scenario (c): stop both; start one, then the other, each a window after the previous sweep.
+    wait_window_clear(&fx, "main").await;
+    let text = fx.sim("text2").start().await;
+    text.wait_warm().await;
+    wait_window_clear(&fx, "main").await;
+    let media = fx
+        .sim("media2")
+        .opt("--service", "send_media")
+        .start()
+        .await;
+    media.wait_warm().await;
+    for sim in [&text, &media] {
+        assert_eq!(
+            count(&sim.events(), EventKind::FloodWait),
+            0,
+            "{}",
+            sim.name
+        );
+        assert!(!sim.stderr().contains("Sleeping"), "{}", sim.stderr());
+    }
+    assert_eq!(strikes(&fx.events("main")), vec![27]);
+}
+
 #[tokio::test]
 async fn waits_double_with_strikes_and_reset_after_a_quiet_double_window() {
     let fx = Fixture::new();
