@@ -108,7 +108,7 @@ struct ActionArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Sim(args) = cli.command {
-        return tend::sim::run_blocking(args);
+        return tend::sim::run_args(args);
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
