@@ -93,7 +93,7 @@ enum Cmd {
     Check,
     /// The Telethon service emulator (same as the `tend-sim` binary).
     #[command(hide = true)]
-    Sim(tend::sim::SimArgs),
+    Sim(Box<tend::sim::SimArgs>),
 }
 
 #[derive(Args)]
@@ -108,7 +108,7 @@ struct ActionArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Sim(args) = cli.command {
-        return tend::sim::run_args(args);
+        return tend::sim::run_args(*args);
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
