@@ -42,7 +42,7 @@ const REAP_GRACE: Duration = Duration::from_secs(1);
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ExecSpec {
-    /// The plugin; a relative path is taken relative to `cwd`.
+    /// The plugin; a relative path is taken relative to `cwd` (and a relative `cwd` relative to tend's).
     pub program: PathBuf,
     pub args: Vec<String>,
     /// Added to tend's environment; see the module docs for the `TEND_*` variables.
@@ -59,10 +59,16 @@ pub async fn run(spec: &ExecSpec) -> ProbeResult {
 }
 
 async fn run_plugin(spec: &ExecSpec) -> ProbeResult {
-    let program = if spec.program.is_relative() {
-        spec.cwd.join(&spec.program)
-    } else {
-        spec.program.clone()
+    // The child resolves a relative program after changing into `cwd`, so a relative `cwd` would be
+    // applied twice; an absolute path is unambiguous and reads well in messages.
+    let program = match std::path::absolute(spec.cwd.join(&spec.program)) {
+        Ok(path) => path,
+        Err(err) => {
+            return ProbeResult::unknown(format!(
+                "cannot run plugin {}: {err}",
+                spec.program.display()
+            ))
+        }
     };
     if !spec.cwd.is_dir() {
         return ProbeResult::unknown(format!(
@@ -434,6 +440,23 @@ mod tests {
         assert_eq!(
             r.message,
             format!("send_text 5022 4242 ready -w {}", cwd.display())
+        );
+    }
+
+    #[tokio::test]
+    async fn relative_working_directory_and_program() {
+        let dir = Dir::new();
+        let mut spec = dir.script("check_rel", "echo \"OK - in $(pwd)\"");
+        // The same directory, spelled relative to the test's own working directory.
+        let here = std::env::current_dir().unwrap();
+        let up = "../".repeat(here.components().count() - 1);
+        spec.cwd = PathBuf::from(format!("{up}{}", dir.path().display()).replace("//", "/"));
+        assert!(spec.cwd.is_relative());
+        let r = run(&spec).await;
+        let real = dir.path().canonicalize().unwrap();
+        assert_eq!(
+            (r.status, r.message.as_str()),
+            (Status::Ok, &*format!("OK - in {}", real.display()))
         );
     }
 
