@@ -228,6 +228,74 @@ pub fn backoff_delay(backoff: &Backoff, n: u32) -> Duration {
     }
 }
 
+/// Failures in a row that raise a check's alert state (the status page's banner), whatever its action.
+pub const ALERT_AFTER: u32 = 3;
+
+/// The core's memory of one check on one service, between results.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckTrack {
+    /// Critical results in a row (outside the grace period).
+    pub failures: u32,
+    /// The alert state is raised (cleared by the next passing result).
+    pub alerting: bool,
+    /// The `on_fail` action was performed in this episode.
+    pub acted: bool,
+}
+
+/// What a result asks of the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckVerdict {
+    RaiseAlert,
+    ClearAlert,
+    /// Perform the check's `on_fail` action (the core may still hold it back and retry later).
+    Act,
+}
+
+/// How a check's result counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// Ok or warning: the service answers.
+    Pass,
+    Fail,
+    /// The check could not tell (unknown): counts neither way.
+    Inconclusive,
+}
+
+/// Updates `track` with one result and says what follows. Failures inside the grace period after a
+/// start do not count (a service needs time to come up), but a pass inside it still clears.
+pub fn on_check_result(
+    track: &mut CheckTrack,
+    judged: Judged,
+    after: u32,
+    in_grace: bool,
+) -> Vec<CheckVerdict> {
+    let mut verdicts = Vec::new();
+    match judged {
+        Judged::Pass => {
+            track.failures = 0;
+            track.acted = false;
+            if track.alerting {
+                track.alerting = false;
+                verdicts.push(CheckVerdict::ClearAlert);
+            }
+        }
+        Judged::Fail if in_grace => {}
+        Judged::Fail => {
+            track.failures += 1;
+            if track.failures >= ALERT_AFTER && !track.alerting {
+                track.alerting = true;
+                verdicts.push(CheckVerdict::RaiseAlert);
+            }
+            if track.failures >= after.max(1) && !track.acted {
+                track.acted = true;
+                verdicts.push(CheckVerdict::Act);
+            }
+        }
+        Judged::Inconclusive => {}
+    }
+    verdicts
+}
+
 fn ms(d: Duration) -> Millis {
     d.as_millis().min(i64::MAX as u128) as Millis
 }
@@ -435,6 +503,40 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(backoff_delay(&flat, 10), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn check_results_table() {
+        use CheckVerdict::*;
+        use Judged::*;
+        // (results in order, after) -> verdicts per result
+        let run = |results: &[(Judged, bool)], after: u32| -> Vec<Vec<CheckVerdict>> {
+            let mut track = CheckTrack::default();
+            results
+                .iter()
+                .map(|(j, grace)| on_check_result(&mut track, *j, after, *grace))
+                .collect()
+        };
+        // after = 3: the third failure in a row raises the alert and acts, once per episode.
+        assert_eq!(
+            run(&[(Fail, false), (Fail, false), (Fail, false), (Fail, false), (Pass, false)], 3),
+            vec![vec![], vec![], vec![RaiseAlert, Act], vec![], vec![ClearAlert]]
+        );
+        // after = 1 acts at once; the alert still needs three.
+        assert_eq!(
+            run(&[(Fail, false), (Fail, false), (Fail, false)], 1),
+            vec![vec![Act], vec![], vec![RaiseAlert]]
+        );
+        // Grace: failures don't count; unknown neither breaks nor extends a streak.
+        assert_eq!(
+            run(&[(Fail, true), (Fail, true), (Fail, false), (Inconclusive, false), (Fail, false), (Fail, false)], 3),
+            vec![vec![], vec![], vec![], vec![], vec![], vec![RaiseAlert, Act]]
+        );
+        // A pass in between starts the count again, and a new episode acts again.
+        assert_eq!(
+            run(&[(Fail, false), (Fail, false), (Pass, false), (Fail, false), (Fail, false), (Fail, false)], 2),
+            vec![vec![], vec![Act], vec![], vec![], vec![Act], vec![RaiseAlert]]
+        );
     }
 
     #[test]
