@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod control;
