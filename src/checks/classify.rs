@@ -357,6 +357,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one row per line keeps the tables readable
     fn telethon_texts_are_classified() {
         check(&[
             ("telethon.errors.rpcerrorlist.FloodWaitError: A wait of 27 seconds is required (caused by GetDialogsRequest)", Some("FloodWait"), E, Some(27), None),
@@ -385,6 +386,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one row per line keeps the tables readable
     fn the_services_own_lines_are_classified() {
         check(&[
             ("INFO:send_text_bot:Telethon client started, dialog cache warmed up", None, I, None, None),
@@ -422,6 +424,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one row per line keeps the tables readable
     fn stats_last_errors_entries_are_classified() {
         check(&[
             ("FloodWait: 27s", Some("FloodWait"), E, Some(27), None),
@@ -447,6 +450,10 @@ mod tests {
                 None,
             ),
             ("TimeoutError: ", Some("Timeout"), E, None, None),
+            ("TimeoutError", Some("Timeout"), E, None, None),
+            ("concurrent.futures._base.TimeoutError", Some("Timeout"), E, None, None),
+            ("asyncio.exceptions.TimeoutError", Some("Timeout"), E, None, None),
+            ("ERROR:bot:a TimeoutErrorHandler was registered", Some("Error"), E, None, None),
         ]);
     }
 
