@@ -31,7 +31,8 @@ static JOURNALD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^(?:\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
         r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)?)",
-        r" \S+ [^\s\[\]:]+(?:\[\d+\])?: ",
+        // An empty message may lose the space after the colon to whitespace trimming.
+        r" \S+ [^\s\[\]:]+(?:\[\d+\])?:(?: |$)",
     ))
     .expect("journald prefix regex is a constant")
 });
@@ -353,6 +354,8 @@ mod tests {
                 "  File \"/app/send_text.py\", line 9, in f",
             ),
             ("Feb  2 10:00:00 host send_text: Traceback", "Traceback"),
+            ("2026-02-20T10:00:00+0000 host python3[1234]: ", ""),
+            ("2026-02-20T10:00:00+0000 host python3[1234]:", ""),
             ("INFO:send_text_bot:no prefix", "INFO:send_text_bot:no prefix"),
             (
                 "2026-02-20 10:00:00,123 - send_text_bot - WARNING - asctime is no journald prefix",

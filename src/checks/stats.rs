@@ -47,6 +47,13 @@ pub struct TypeSummary {
     pub last_seconds: Option<u64>,
 }
 
+/// Counts of error-severity records; see [`ErrorStats::error_totals`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorTotals {
+    pub since_tend_start: u64,
+    pub since_service_start: u64,
+}
+
 /// One row of a `group_by` table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupRow {
@@ -181,6 +188,7 @@ pub struct ErrorStats {
     sample_per_type: usize,
     keep_ms: Millis,
     types: BTreeMap<String, TypeStats>,
+    errors: ErrorTotals,
     /// Flood waits that can still answer `max_seconds_since`: ascending in time and strictly
     /// descending in seconds. A wait that is both older and no longer than another one is never the
     /// answer for any `since`, so it is dropped.
@@ -195,6 +203,7 @@ impl ErrorStats {
             sample_per_type,
             keep_ms: keep_ms.max(0),
             types: BTreeMap::new(),
+            errors: ErrorTotals::default(),
             floods: VecDeque::new(),
         }
     }
@@ -202,10 +211,18 @@ impl ErrorStats {
     /// Counts one classified record (or `/stats` entry) seen at `at_ms`; `sample` is its text for the UI.
     pub fn record(&mut self, c: &Classified, sample: &str, at_ms: Millis) {
         let keep_ms = self.keep_ms;
-        let t = self
-            .types
-            .entry(c.pattern.clone())
-            .or_insert_with(|| TypeStats::new(c.severity));
+        if c.severity == Severity::Error {
+            self.errors.since_tend_start += 1;
+            self.errors.since_service_start += 1;
+        }
+        // Look up before inserting: the name is allocated once per type, not once per record.
+        if !self.types.contains_key(&c.pattern) {
+            self.types
+                .insert(c.pattern.clone(), TypeStats::new(c.severity));
+        }
+        let Some(t) = self.types.get_mut(&c.pattern) else {
+            return;
+        };
         t.severity = t.severity.worst(c.severity);
         t.total_tend += 1;
         t.total_service += 1;
@@ -247,9 +264,17 @@ impl ErrorStats {
 
     /// Resets the "since service start" totals (call when the service starts again).
     pub fn service_restarted(&mut self) {
+        self.errors.since_service_start = 0;
         for t in self.types.values_mut() {
             t.total_service = 0;
         }
+    }
+
+    /// How many records of severity `error` were seen (warnings and harmless noise left out): the
+    /// "Errors" figure of a service card. Counted per record, so a name whose entries differ in
+    /// severity (e.g. `Banned`) adds only its error-severity records.
+    pub fn error_totals(&self) -> ErrorTotals {
+        self.errors
     }
 
     /// Records of type `pattern` seen since `since_ms`, in whole minutes: everything in the minute that
@@ -542,6 +567,27 @@ mod tests {
     }
 
     #[test]
+    fn error_totals_count_error_severity_records_only() {
+        let mut s = ErrorStats::new(5, 60 * MIN);
+        let of = |pattern: &str, severity| Classified {
+            severity,
+            ..c(pattern)
+        };
+        s.record(&of("Banned", Severity::Warning), "x", T0);
+        s.record(&of("Banned", Severity::Error), "x", T0);
+        s.record(&of("PersistentTimestamp", Severity::Info), "x", T0);
+        s.record(&of("Timeout", Severity::Error), "x", T0);
+        let want = |tend, service| ErrorTotals {
+            since_tend_start: tend,
+            since_service_start: service,
+        };
+        assert_eq!(s.error_totals(), want(2, 2));
+        s.service_restarted();
+        s.record(&of("Timeout", Severity::Error), "x", T0 + 1);
+        assert_eq!(s.error_totals(), want(3, 1));
+    }
+
+    #[test]
     fn a_name_reports_its_worst_severity() {
         let mut s = ErrorStats::new(5, 60 * MIN);
         let warn = Classified {
@@ -633,6 +679,9 @@ mod tests {
         let banned: Vec<String> = stats.groups("Banned").into_iter().map(|r| r.key).collect();
         assert_eq!(banned, ["-1003760957276"]);
         assert_eq!(stats.max_seconds_since(T0).map(|(s, _)| s), Some(108));
+        // Error-severity records: the Banned send, 6 missing chats, Error, FloodWait, 2 Timeouts,
+        // Traceback, WorkerTimeout and WriteForbidden; the ban notice and the noise are not errors.
+        assert_eq!(stats.error_totals().since_tend_start, 14);
         let summary = stats.summary(T0);
         let flood = summary.iter().find(|s| s.name == "FloodWait").unwrap();
         assert!(
