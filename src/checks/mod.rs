@@ -1,6 +1,12 @@
-//! Health checks of services: the probes that measure, and (built by the lead) the scheduler and history
-//! on top of them.
+//! Checks: what tend observes about a service, reported as values. Checks never act on what they find;
+//! what to do about a result is decided in `core`.
 //!
-//! Checks report; they never act on a service. What to do about a result is decided in `core`.
+//! - [`probe`]: one measurement each (http, json, tcp, process, exec) and the alert webhook sender;
+//! - the log analysis engine: [`records`] groups log lines into records, [`classify`] names them with the
+//!   pattern set, [`stats`] counts them per error type, [`chat`] normalises chat ids.
 
+pub mod chat;
+pub mod classify;
 pub mod probe;
+pub mod records;
+pub mod stats;

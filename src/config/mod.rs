@@ -240,7 +240,7 @@ pub enum CheckKind {
         events: Option<String>,
     },
     Log {
-        /// Use the shipped Telethon pattern set (checks/telethon-patterns.toml). Default true.
+        /// Use the shipped Telethon pattern set (checks/patterns/telethon.toml). Default true.
         shipped_patterns: bool,
         /// Extra patterns, tried before the shipped ones.
         patterns: Vec<PatternConfig>,
