@@ -519,8 +519,23 @@ mod tests {
         };
         // after = 3: the third failure in a row raises the alert and acts, once per episode.
         assert_eq!(
-            run(&[(Fail, false), (Fail, false), (Fail, false), (Fail, false), (Pass, false)], 3),
-            vec![vec![], vec![], vec![RaiseAlert, Act], vec![], vec![ClearAlert]]
+            run(
+                &[
+                    (Fail, false),
+                    (Fail, false),
+                    (Fail, false),
+                    (Fail, false),
+                    (Pass, false)
+                ],
+                3
+            ),
+            vec![
+                vec![],
+                vec![],
+                vec![RaiseAlert, Act],
+                vec![],
+                vec![ClearAlert]
+            ]
         );
         // after = 1 acts at once; the alert still needs three.
         assert_eq!(
@@ -529,13 +544,47 @@ mod tests {
         );
         // Grace: failures don't count; unknown neither breaks nor extends a streak.
         assert_eq!(
-            run(&[(Fail, true), (Fail, true), (Fail, false), (Inconclusive, false), (Fail, false), (Fail, false)], 3),
-            vec![vec![], vec![], vec![], vec![], vec![], vec![RaiseAlert, Act]]
+            run(
+                &[
+                    (Fail, true),
+                    (Fail, true),
+                    (Fail, false),
+                    (Inconclusive, false),
+                    (Fail, false),
+                    (Fail, false)
+                ],
+                3
+            ),
+            vec![
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![RaiseAlert, Act]
+            ]
         );
         // A pass in between starts the count again, and a new episode acts again.
         assert_eq!(
-            run(&[(Fail, false), (Fail, false), (Pass, false), (Fail, false), (Fail, false), (Fail, false)], 2),
-            vec![vec![], vec![Act], vec![], vec![], vec![Act], vec![RaiseAlert]]
+            run(
+                &[
+                    (Fail, false),
+                    (Fail, false),
+                    (Pass, false),
+                    (Fail, false),
+                    (Fail, false),
+                    (Fail, false)
+                ],
+                2
+            ),
+            vec![
+                vec![],
+                vec![Act],
+                vec![],
+                vec![],
+                vec![Act],
+                vec![RaiseAlert]
+            ]
         );
     }
 
