@@ -230,6 +230,7 @@ async fn handle_request(core: &CoreHandle, request: Request) -> Response {
             Ok(names) => Response::Status {
                 snapshot: Snapshot {
                     at_ms: snapshot.at_ms,
+                    recoveries: snapshot.recoveries,
                     services: snapshot
                         .services
                         .into_iter()

@@ -9,8 +9,10 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::checks::probe::{ProbeResult, Status};
 use crate::clock::Millis;
 use crate::logs::ServiceLog;
+use crate::recovery::Recovery;
 use crate::state::StartRecord;
 
 pub mod policy;
@@ -118,6 +120,39 @@ pub struct ServiceStatus {
     pub quick_failures: u32,
     /// Something the operator should know (port conflict, crash loop, spawn error).
     pub message: Option<String>,
+    /// The last result of each check on this service, in check name order.
+    #[serde(default)]
+    pub checks: Vec<CheckView>,
+    /// Whether its readiness check passes (`None`: no readiness check, or no result since the start).
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// A flood wait the service reported runs until then (logs or `/stats`).
+    #[serde(default)]
+    pub flood_until_ms: Option<Millis>,
+}
+
+/// The core's view of one check on one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub check: String,
+    pub status: Status,
+    pub message: String,
+    pub value: Option<f64>,
+    pub at_ms: Millis,
+    /// Failures in a row outside the grace period.
+    pub failures: u32,
+    /// 3+ failures in a row: the alert state (a banner on the status page).
+    pub alerting: bool,
+}
+
+/// A recovery as `tend status` and the page show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryView {
+    pub recovery: Recovery,
+    /// One line: stage, service, time left.
+    pub summary: String,
+    /// The moment the current stage waits for (cooldown end, pause end, ready deadline).
+    pub until_ms: Option<Millis>,
 }
 
 /// The latest status of every service, published after each change.
@@ -125,6 +160,9 @@ pub struct ServiceStatus {
 pub struct Snapshot {
     pub at_ms: Millis,
     pub services: Vec<ServiceStatus>,
+    /// The latest recovery of each group that had one.
+    #[serde(default)]
+    pub recoveries: Vec<RecoveryView>,
 }
 
 /// What became of a command on one service.
@@ -188,6 +226,41 @@ pub enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// A check's result for one service. Fire and forget.
+    Report(CheckReport),
+    /// A service reported a flood wait (seen in its log or `/stats`).
+    Flood {
+        service: String,
+        until_ms: Millis,
+        seconds: u64,
+    },
+    /// Start the staged flood-wait recovery of a group.
+    Recover {
+        group: String,
+        by: Actor,
+        reply: oneshot::Sender<ActionResult>,
+    },
+    CancelRecovery {
+        group: String,
+        by: Actor,
+        reply: oneshot::Sender<ActionResult>,
+    },
+    /// `POST /reload_cache` on the service: a dialog fetch, gated like a start.
+    ReloadCache {
+        name: String,
+        force: bool,
+        by: Actor,
+        reply: oneshot::Sender<ActionResult>,
+    },
+}
+
+/// One check result for one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub check: String,
+    pub service: String,
+    pub result: ProbeResult,
+    pub at_ms: Millis,
 }
 
 /// Something that happened, for anyone watching (web page, checks, tests).
@@ -213,6 +286,23 @@ pub enum Event {
     Notice {
         name: String,
         message: String,
+    },
+    Check {
+        report: CheckReport,
+    },
+    /// A check's alert state changed (raised after 3 failures in a row, cleared by a pass).
+    Alert {
+        service: String,
+        check: String,
+        raised: bool,
+        message: String,
+        at_ms: Millis,
+    },
+    Recovery {
+        group: String,
+        stage: String,
+        summary: String,
+        at_ms: Millis,
     },
 }
 
@@ -288,6 +378,63 @@ impl CoreHandle {
     pub async fn log(&self, name: &str) -> Result<Option<ServiceLog>, CoreGone> {
         self.ask(|reply| Command::Log {
             name: name.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Hands a check result to the core (never waits for the core to act on it).
+    pub async fn report(&self, report: CheckReport) -> Result<(), CoreGone> {
+        self.commands
+            .send(Command::Report(report))
+            .await
+            .map_err(|_| CoreGone)
+    }
+
+    pub async fn flood(
+        &self,
+        service: &str,
+        until_ms: Millis,
+        seconds: u64,
+    ) -> Result<(), CoreGone> {
+        self.commands
+            .send(Command::Flood {
+                service: service.to_string(),
+                until_ms,
+                seconds,
+            })
+            .await
+            .map_err(|_| CoreGone)
+    }
+
+    pub async fn recover(&self, group: &str, by: &str) -> Result<ActionResult, CoreGone> {
+        self.ask(|reply| Command::Recover {
+            group: group.to_string(),
+            by: by.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn cancel_recovery(&self, group: &str, by: &str) -> Result<ActionResult, CoreGone> {
+        self.ask(|reply| Command::CancelRecovery {
+            group: group.to_string(),
+            by: by.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn reload_cache(
+        &self,
+        name: &str,
+        force: bool,
+        by: &str,
+    ) -> Result<ActionResult, CoreGone> {
+        self.ask(|reply| Command::ReloadCache {
+            name: name.to_string(),
+            force,
+            by: by.to_string(),
             reply,
         })
         .await

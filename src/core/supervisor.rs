@@ -13,15 +13,19 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::policy::{self, AfterExit, DownState, Gate, GroupLimits, Limits, RunEnd};
-use super::{
-    ActionResult, Command, CoreHandle, Event, ExitInfo, NextStart, Outcome, ServiceState,
-    ServiceStatus, Snapshot,
+use super::policy::{
+    self, AfterExit, CheckTrack, CheckVerdict, DownState, Gate, GroupLimits, Judged, Limits, RunEnd,
 };
+use super::{
+    ActionResult, CheckReport, CheckView, Command, CoreHandle, Event, ExitInfo, NextStart, Outcome,
+    RecoveryView, ServiceState, ServiceStatus, Snapshot,
+};
+use crate::checks::probe::Status;
 use crate::clock::{human_ms, Clock, Millis};
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, FailAction, ServiceConfig};
 use crate::logs::{LogSettings, ServiceLog};
 use crate::process::{self, SpawnSpec};
+use crate::recovery::{self, Recovery};
 use crate::state::{PersistedState, StartReason, StartRecord, StateStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,18 @@ struct Service {
     stop_waiters: Vec<oneshot::Sender<ActionResult>>,
     restart_after_stop: Option<PendingRestart>,
     log: ServiceLog,
+    /// Check name -> what the core remembers of its results on this service.
+    checks: BTreeMap<String, CheckSlot>,
+    /// Its readiness check passes (None: no result since the start, or no readiness check).
+    ready: Option<bool>,
+    /// End of the latest flood wait it reported.
+    flood_until: Option<Millis>,
+}
+
+#[derive(Debug, Default)]
+struct CheckSlot {
+    track: CheckTrack,
+    last: Option<CheckView>,
 }
 
 pub struct Supervisor {
@@ -115,6 +131,8 @@ pub struct Supervisor {
     shutting_down: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     next_run_id: u64,
+    /// For the services' own HTTP endpoints (`/reload_cache`).
+    http: reqwest::Client,
 }
 
 impl Supervisor {
@@ -158,6 +176,9 @@ impl Supervisor {
                     stop_waiters: Vec::new(),
                     restart_after_stop: None,
                     log,
+                    checks: BTreeMap::new(),
+                    ready: None,
+                    flood_until: None,
                 },
             );
         }
@@ -185,6 +206,7 @@ impl Supervisor {
             shutting_down: false,
             shutdown_waiters: Vec::new(),
             next_run_id: 1,
+            http: reqwest::Client::new(),
         };
         supervisor.publish();
         Ok((supervisor, handle))
@@ -206,6 +228,7 @@ impl Supervisor {
                 _ = recv_opt(&mut sigchld) => self.reap_orphans(),
                 _ = self.shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
             }
+            self.tend_recoveries();
             self.publish();
         }
         for waiter in self.shutdown_waiters.drain(..) {
@@ -218,6 +241,7 @@ impl Supervisor {
     }
 
     fn autostart(&mut self) {
+        self.resume_recoveries();
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
             let sticky = self.persisted.service_mut(&name).sticky_stop;
@@ -268,6 +292,35 @@ impl Supervisor {
                     self.begin_shutdown();
                 }
             }
+            Command::Report(report) => self.handle_report(report),
+            Command::Flood {
+                service,
+                until_ms,
+                seconds,
+            } => self.handle_flood(&service, until_ms, seconds),
+            Command::Recover { group, by, reply } => {
+                let outcome = self.start_recovery(&group, &format!("manual by {by}"));
+                let _ = reply.send(ActionResult {
+                    name: group,
+                    outcome,
+                });
+            }
+            Command::CancelRecovery { group, by, reply } => {
+                let outcome = self.cancel_recovery(&group, &by);
+                let _ = reply.send(ActionResult {
+                    name: group,
+                    outcome,
+                });
+            }
+            Command::ReloadCache {
+                name,
+                force,
+                by,
+                reply,
+            } => {
+                let outcome = self.reload_cache(&name, force, &by);
+                let _ = reply.send(ActionResult { name, outcome });
+            }
         }
     }
 
@@ -300,6 +353,9 @@ impl Supervisor {
         }
         let now = self.clock.now_ms();
         if !force {
+            if let Some(message) = self.recovery_hold(name) {
+                return result(Outcome::Failed { message });
+            }
             if let Some(refusal) = self.refusal(name, now) {
                 return result(refusal);
             }
@@ -380,10 +436,14 @@ impl Supervisor {
         };
         let now = self.clock.now_ms();
         if !force {
-            if let Some(refusal) = self.refusal(name, now) {
+            let held = self
+                .recovery_hold(name)
+                .map(|message| Outcome::Failed { message })
+                .or_else(|| self.refusal(name, now));
+            if let Some(outcome) = held {
                 let _ = reply.send(ActionResult {
                     name: name.to_string(),
-                    outcome: refusal,
+                    outcome,
                 });
                 return;
             }
@@ -452,6 +512,15 @@ impl Supervisor {
     /// fails at once cannot recurse into another spawn.
     fn auto_start(&mut self, name: &str, reason: StartReason, now_ok: bool) {
         if self.shutting_down || self.persisted.service_mut(name).sticky_stop {
+            return;
+        }
+        if let Some(message) = self.recovery_hold(name) {
+            // The recovery starts its members itself, one at a time.
+            let service = self.services.get_mut(name).expect("known service");
+            service.timer = None;
+            service.backoff_until = None;
+            service.message = Some(message);
+            self.set_state(name, ServiceState::Waiting);
             return;
         }
         let now = self.clock.now_ms();
@@ -529,6 +598,11 @@ impl Supervisor {
         });
         service.backoff_until = None;
         service.starts_this_session += 1;
+        service.ready = None;
+        for slot in service.checks.values_mut() {
+            slot.track.failures = 0;
+            slot.track.acted = false;
+        }
         if service.quick_failures == 0 {
             // A crash-loop or spawn-failure note stays until the run outlives start_grace.
             service.message = None;
@@ -787,13 +861,31 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let recoveries = self
+            .persisted
+            .recoveries
+            .values()
+            .filter_map(|r| r.wakeup())
+            .map(|ms| self.clock.instant_at(ms));
         self.services
             .values()
             .filter_map(|s| s.timer.map(|(at, _)| at))
+            .chain(recoveries)
             .min()
     }
 
     fn fire_timers(&mut self) {
+        let now_ms = self.clock.now_ms();
+        let due: Vec<String> = self
+            .persisted
+            .recoveries
+            .iter()
+            .filter(|(_, r)| r.wakeup().is_some_and(|at| at <= now_ms))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in due {
+            self.drive_recovery(&group, recovery::Input::Tick);
+        }
         let now = Instant::now();
         let due: Vec<(String, Timer)> = self
             .services
@@ -844,6 +936,506 @@ impl Supervisor {
             .collect();
         for pid in process::reap_orphans(&services) {
             tracing::debug!(pid, "reaped orphan");
+        }
+    }
+
+    // ---- checks ---------------------------------------------------------------------------------
+
+    fn handle_report(&mut self, report: CheckReport) {
+        let now = self.clock.now_ms();
+        let Some(check) = self.config.checks.get(&report.check).cloned() else {
+            return;
+        };
+        let Some(service) = self.services.get_mut(&report.service) else {
+            return;
+        };
+        // A result that arrives after the process is gone says nothing about the next run.
+        let Some(run) = &service.run else {
+            return;
+        };
+        let grace = check.grace.unwrap_or(service.cfg.start_grace);
+        let in_grace = now - run.started_ms < grace.as_millis() as Millis;
+        let judged = match report.result.status {
+            Status::Ok | Status::Warning => Judged::Pass,
+            Status::Critical => Judged::Fail,
+            Status::Unknown => Judged::Inconclusive,
+        };
+        let slot = service.checks.entry(report.check.clone()).or_default();
+        let verdicts =
+            policy::on_check_result(&mut slot.track, judged, check.on_fail.after, in_grace);
+        slot.last = Some(CheckView {
+            check: report.check.clone(),
+            status: report.result.status,
+            message: report.result.message.clone(),
+            value: report.result.value,
+            at_ms: report.at_ms,
+            failures: slot.track.failures,
+            alerting: slot.track.alerting,
+        });
+        let mut became_ready = false;
+        if check.readiness && judged != Judged::Inconclusive {
+            let ready = judged == Judged::Pass;
+            became_ready = ready && service.ready != Some(true);
+            service.ready = Some(ready);
+        }
+        let name = report.service.clone();
+        let check_name = report.check.clone();
+        let message = report.result.message.clone();
+        let _ = self.events.send(Event::Check { report });
+        if became_ready {
+            if let Some(group) = self.services[&name].cfg.group.clone() {
+                self.drive_recovery(
+                    &group,
+                    recovery::Input::Ready {
+                        service: name.clone(),
+                    },
+                );
+            }
+        }
+        for verdict in verdicts {
+            match verdict {
+                CheckVerdict::RaiseAlert | CheckVerdict::ClearAlert => {
+                    let raised = verdict == CheckVerdict::RaiseAlert;
+                    let text = if raised {
+                        format!("ALERT: check {check_name} failed 3 times in a row: {message}")
+                    } else {
+                        format!("alert cleared: check {check_name} passes again: {message}")
+                    };
+                    self.services[&name].log.try_marker(text.clone());
+                    if raised {
+                        tracing::warn!(service = %name, check = %check_name, "{text}");
+                    } else {
+                        tracing::info!(service = %name, check = %check_name, "{text}");
+                    }
+                    if check.on_fail.action != FailAction::None {
+                        let _ = self.events.send(Event::Alert {
+                            service: name.clone(),
+                            check: check_name.clone(),
+                            raised,
+                            message: message.clone(),
+                            at_ms: now,
+                        });
+                    }
+                }
+                CheckVerdict::Act => {
+                    let done =
+                        self.act_on_check(&name, &check_name, check.on_fail.action, &message);
+                    if !done {
+                        // Held back (spacing, a flood wait): try again with the next failing result.
+                        if let Some(slot) = self
+                            .services
+                            .get_mut(&name)
+                            .and_then(|s| s.checks.get_mut(&check_name))
+                        {
+                            slot.track.acted = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Performs a check's `on_fail` action, obeying every rule a start obeys. Returns false when the
+    /// action was held back and should be tried again.
+    fn act_on_check(&mut self, name: &str, check: &str, action: FailAction, why: &str) -> bool {
+        let now = self.clock.now_ms();
+        let by = format!("check {check}");
+        let service = &self.services[name];
+        if matches!(action, FailAction::None | FailAction::Alert) {
+            return true;
+        }
+        if self
+            .persisted
+            .services
+            .get(name)
+            .is_some_and(|p| p.sticky_stop)
+        {
+            return true;
+        }
+        if let Some(message) = self.recovery_hold(name) {
+            tracing::info!(
+                service = name,
+                "check {check} action {action:?} silenced: {message}"
+            );
+            return true;
+        }
+        match action {
+            FailAction::None | FailAction::Alert => true,
+            FailAction::Restart => {
+                if let Some(until) = service.flood_until.filter(|t| *t > now) {
+                    let note = format!(
+                        "flood wait, {} left: not restarting for check {check} (a restart would only \
+                         fetch dialogs again)",
+                        human_ms(until - now)
+                    );
+                    service.log.try_marker(note.clone());
+                    self.set_message(name, Some(note));
+                    return false;
+                }
+                let gate = self.gate(name, None, now);
+                let open = gate.is_open(now);
+                if let Some(hold) = gate.hold.filter(|_| !open) {
+                    let note = format!(
+                        "check {check} asks for a restart ({why}); held by {hold} for {}",
+                        human_ms(gate.at - now)
+                    );
+                    service.log.try_marker(note.clone());
+                    self.set_message(name, Some(note));
+                    return false;
+                }
+                let reason = StartReason::Check {
+                    check: check.to_string(),
+                };
+                if service.state.has_process() {
+                    let service = self.services.get_mut(name).expect("known service");
+                    service.restart_after_stop = Some(PendingRestart {
+                        reason,
+                        forced: false,
+                        reply: None,
+                    });
+                    if service.state != ServiceState::Stopping {
+                        self.begin_stop(name, &format!("check {check} failed: {why}"));
+                    }
+                } else {
+                    let _ = self.spawn(name, reason, false);
+                }
+                true
+            }
+            FailAction::ReloadCache => {
+                !matches!(self.reload_cache(name, false, &by), Outcome::Refused { .. })
+            }
+            FailAction::FloodRecover => {
+                let Some(group) = service.cfg.group.clone() else {
+                    return true;
+                };
+                let auto = self
+                    .config
+                    .groups
+                    .get(&group)
+                    .is_some_and(|g| g.recovery.auto);
+                let all_in_flood = self.config.members_of(&group).all(|m| {
+                    self.services
+                        .get(&m.name)
+                        .and_then(|s| s.flood_until)
+                        .is_some_and(|t| t > now)
+                });
+                if auto && all_in_flood {
+                    let _ = self.start_recovery(&group, &by);
+                }
+                true
+            }
+        }
+    }
+
+    fn handle_flood(&mut self, name: &str, until_ms: Millis, seconds: u64) {
+        let now = self.clock.now_ms();
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        if service.flood_until.is_some_and(|t| t >= until_ms) {
+            return;
+        }
+        service.flood_until = Some(until_ms);
+        if until_ms > now {
+            service.log.try_marker(format!(
+                "flood wait of {seconds}s reported; the account may fetch dialogs again in {}",
+                human_ms(until_ms - now)
+            ));
+        }
+        if let Some(group) = service.cfg.group.clone() {
+            self.drive_recovery(&group, recovery::Input::FloodSeen { until_ms });
+        }
+    }
+
+    /// `POST /reload_cache`: fetches every dialog like a start, so it passes the same gate and is
+    /// recorded in the same history.
+    fn reload_cache(&mut self, name: &str, force: bool, by: &str) -> Outcome {
+        let now = self.clock.now_ms();
+        let Some(service) = self.services.get(name) else {
+            return Outcome::NoSuchService;
+        };
+        let Some(port) = service.cfg.port else {
+            return Outcome::Failed {
+                message: "has no `port`: tend does not know where its /reload_cache is".into(),
+            };
+        };
+        if !service.state.has_process() || service.state == ServiceState::Stopping {
+            return Outcome::Failed {
+                message: format!("is {}: nothing to reload", service.state),
+            };
+        }
+        if !force {
+            if let Some(message) = self.recovery_hold(name) {
+                return Outcome::Failed { message };
+            }
+            if let Some(refusal) = self.refusal(name, now) {
+                return refusal;
+            }
+        }
+        self.persisted.record_start(
+            name,
+            StartRecord {
+                at_ms: now,
+                reason: StartReason::ReloadCache { by: by.to_string() },
+                forced: force,
+            },
+        );
+        self.save_state();
+        let log = service.log.clone();
+        log.try_marker(format!(
+            "reloading the dialog cache (POST /reload_cache), asked by {by}"
+        ));
+        let client = self.http.clone();
+        let url = format!("http://127.0.0.1:{port}/reload_cache");
+        tokio::spawn(async move {
+            let answer = client
+                .post(&url)
+                .timeout(Duration::from_secs(600))
+                .send()
+                .await;
+            let text = match answer {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    format!(
+                        "reload_cache answered HTTP {}: {}",
+                        status.as_u16(),
+                        body.trim()
+                    )
+                }
+                Err(err) => format!("reload_cache failed: {err}"),
+            };
+            log.try_marker(text);
+        });
+        Outcome::Done {
+            message: "dialog cache reload requested (counted like a start)".into(),
+        }
+    }
+
+    // ---- flood recovery -------------------------------------------------------------------------
+
+    /// Why a start of `name` is held by its group's running recovery, if it is.
+    fn recovery_hold(&self, name: &str) -> Option<String> {
+        let group = self.services.get(name)?.cfg.group.as_ref()?;
+        let rec = self.persisted.recoveries.get(group)?;
+        (!rec.is_finished()).then(|| {
+            format!(
+                "held: {} (cancel with `tend recover {group} --cancel`, or use --force)",
+                rec.describe(self.clock.now_ms())
+            )
+        })
+    }
+
+    fn start_recovery(&mut self, group: &str, trigger: &str) -> Outcome {
+        let now = self.clock.now_ms();
+        if !self.config.groups.contains_key(group) {
+            let known: Vec<&str> = self.config.groups.keys().map(String::as_str).collect();
+            return Outcome::Failed {
+                message: format!("no such group {group}; groups: {}", known.join(", ")),
+            };
+        }
+        if let Some(rec) = self.persisted.recoveries.get(group) {
+            if !rec.is_finished() {
+                return Outcome::Done {
+                    message: format!("already in progress: {}", rec.describe(now)),
+                };
+            }
+        }
+        let members: Vec<String> = self
+            .config
+            .members_of(group)
+            .map(|m| m.name.clone())
+            .collect();
+        let mut rec = Recovery::new(group, members.clone(), trigger, now);
+        // Every flood wait already known counts from the start.
+        if let Some(until) = members
+            .iter()
+            .filter_map(|m| self.services.get(m).and_then(|s| s.flood_until))
+            .max()
+        {
+            rec.flood_until_ms = Some(until);
+        }
+        tracing::warn!(group, trigger, "starting the staged flood-wait recovery");
+        for m in &members {
+            self.services[m].log.try_marker(format!(
+                "flood recovery of group {group} begins ({trigger})"
+            ));
+        }
+        self.persisted.recoveries.insert(group.to_string(), rec);
+        self.drive_recovery(group, recovery::Input::Tick);
+        let summary = self.persisted.recoveries[group].describe(now);
+        Outcome::Done {
+            message: format!("started: {summary}"),
+        }
+    }
+
+    fn cancel_recovery(&mut self, group: &str, by: &str) -> Outcome {
+        match self.persisted.recoveries.get(group) {
+            Some(rec) if !rec.is_finished() => {
+                self.drive_recovery(group, recovery::Input::Cancel { by: by.to_string() });
+                Outcome::Done {
+                    message: format!(
+                        "cancelled; services left as they are, normal restart rules apply again: {}",
+                        self.describe_members(group)
+                    ),
+                }
+            }
+            _ => Outcome::Failed {
+                message: format!("no recovery of group {group} is running"),
+            },
+        }
+    }
+
+    fn describe_members(&self, group: &str) -> String {
+        self.config
+            .members_of(group)
+            .map(|m| format!("{} {}", m.name, self.services[&m.name].state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Feeds an input to a group's recovery and performs what it asks, until nothing follows.
+    fn drive_recovery(&mut self, group: &str, input: recovery::Input) {
+        let Some(cfg) = self.config.groups.get(group).map(|g| g.recovery.clone()) else {
+            return;
+        };
+        let mut inputs = vec![input];
+        while let Some(input) = inputs.pop() {
+            let now = self.clock.now_ms();
+            let Some(rec) = self.persisted.recoveries.get_mut(group) else {
+                return;
+            };
+            let before = rec.stage.clone();
+            let actions = recovery::advance(rec, &cfg, input, now);
+            let changed = rec.stage != before;
+            let summary = rec.describe(now);
+            let stage = rec.stage.name().to_string();
+            if changed || !actions.is_empty() {
+                self.save_state();
+                tracing::info!(group, "{summary}");
+                let _ = self.events.send(Event::Recovery {
+                    group: group.to_string(),
+                    stage,
+                    summary,
+                    at_ms: now,
+                });
+            }
+            for action in actions {
+                match action {
+                    recovery::Action::StopMembers => self.stop_members_for_recovery(group),
+                    recovery::Action::Start(member) => {
+                        let sticky = self
+                            .persisted
+                            .services
+                            .get(&member)
+                            .is_some_and(|p| p.sticky_stop);
+                        let outcome = if sticky {
+                            Outcome::Failed {
+                                message: "stopped by hand (sticky)".into(),
+                            }
+                        } else if self.services[&member].state.has_process() {
+                            Outcome::Done {
+                                message: "already running".into(),
+                            }
+                        } else {
+                            self.spawn(&member, StartReason::Recovery, false)
+                        };
+                        if let Outcome::Failed { message } = outcome {
+                            self.services[&member]
+                                .log
+                                .try_marker(format!("flood recovery skips it: {message}"));
+                            inputs.push(recovery::Input::StartFailed { service: member });
+                        }
+                    }
+                    recovery::Action::Finished => self.resume_after_recovery(group),
+                }
+            }
+        }
+    }
+
+    fn stop_members_for_recovery(&mut self, group: &str) {
+        let members: Vec<String> = self
+            .config
+            .members_of(group)
+            .map(|m| m.name.clone())
+            .collect();
+        for member in members {
+            let service = self
+                .services
+                .get_mut(&member)
+                .expect("members are services");
+            service.restart_after_stop = None;
+            match service.state {
+                ServiceState::Starting | ServiceState::Running => {
+                    self.begin_stop(&member, &format!("flood recovery of group {group}"))
+                }
+                ServiceState::Waiting | ServiceState::Backoff => {
+                    service.timer = None;
+                    service.backoff_until = None;
+                    self.set_state(&member, ServiceState::Stopped);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Normal rules again: members that are down (and not stopped by hand) start through the gate.
+    fn resume_after_recovery(&mut self, group: &str) {
+        let members: Vec<String> = self
+            .config
+            .members_of(group)
+            .map(|m| m.name.clone())
+            .collect();
+        for member in members {
+            let service = &self.services[&member];
+            if !service.state.has_process() && service.cfg.autostart {
+                self.services.get_mut(&member).expect("known").message = None;
+                self.auto_start(&member, StartReason::Recovery, true);
+            }
+        }
+    }
+
+    /// Conditions a recovery waits for that are not events of their own.
+    fn tend_recoveries(&mut self) {
+        let waiting: Vec<String> = self
+            .persisted
+            .recoveries
+            .iter()
+            .filter(|(_, r)| matches!(r.stage, recovery::Stage::Stopping { .. }))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in waiting {
+            let all_down = self
+                .config
+                .members_of(&group)
+                .all(|m| self.services.get(&m.name).is_none_or(|s| s.run.is_none()));
+            if all_down {
+                self.drive_recovery(&group, recovery::Input::MembersDown);
+            }
+        }
+    }
+
+    /// After a restart of tend: a recovery that was starting a member starts it again (it was stopped
+    /// with tend); a cooldown or pause keeps its persisted end.
+    fn resume_recoveries(&mut self) {
+        let groups: Vec<String> = self
+            .persisted
+            .recoveries
+            .iter()
+            .filter(|(g, r)| !r.is_finished() && self.config.groups.contains_key(*g))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in groups {
+            let rec = &self.persisted.recoveries[&group];
+            tracing::warn!(group, "resuming: {}", rec.describe(self.clock.now_ms()));
+            if let recovery::Stage::Starting { .. } = rec.stage {
+                if let Some(member) = rec.current().map(str::to_string) {
+                    if !self.services[&member].state.has_process() {
+                        let _ = self.spawn(&member, StartReason::Recovery, false);
+                    }
+                }
+            }
+            self.drive_recovery(&group, recovery::Input::Tick);
         }
     }
 
@@ -898,7 +1490,7 @@ impl Supervisor {
                     since_ms: s.run.as_ref().map(|r| r.started_ms),
                     restarts: s.starts_this_session.saturating_sub(1),
                     last_exit: s.last_exit.clone(),
-                    last_start: persisted.and_then(|p| p.starts.last().cloned()),
+                    last_start: self.persisted.last_start(name).cloned(),
                     next_start: NextStart {
                         at_ms: gate.at,
                         hold: gate.hold,
@@ -906,12 +1498,26 @@ impl Supervisor {
                     sticky_stop: persisted.map(|p| p.sticky_stop).unwrap_or(false),
                     quick_failures: s.quick_failures,
                     message: s.message.clone(),
+                    checks: s.checks.values().filter_map(|c| c.last.clone()).collect(),
+                    ready: s.ready,
+                    flood_until_ms: s.flood_until.filter(|t| *t > now),
                 }
+            })
+            .collect();
+        let recoveries = self
+            .persisted
+            .recoveries
+            .values()
+            .map(|r| RecoveryView {
+                recovery: r.clone(),
+                summary: r.describe(now),
+                until_ms: r.wakeup(),
             })
             .collect();
         Snapshot {
             at_ms: now,
             services,
+            recoveries,
         }
     }
 
@@ -919,7 +1525,13 @@ impl Supervisor {
         let snapshot = self.build_snapshot();
         self.snapshot.send_if_modified(|current| {
             // `at_ms` changes every time; only publish real changes.
-            let changed = current.services != snapshot.services;
+            let changed = current.services != snapshot.services
+                || current.recoveries.len() != snapshot.recoveries.len()
+                || current
+                    .recoveries
+                    .iter()
+                    .zip(&snapshot.recoveries)
+                    .any(|(a, b)| a.recovery != b.recovery);
             if changed {
                 *current = snapshot;
             }

@@ -39,6 +39,9 @@ pub enum StartReason {
     Reload,
     /// The staged flood-wait recovery.
     Recovery,
+    /// Not a start: a forced dialog-cache reload (`POST /reload_cache`). It fetches every dialog like a
+    /// start does, so it is recorded in the same history and counts against the same spacing and budget.
+    ReloadCache { by: String },
 }
 
 impl std::fmt::Display for StartReason {
@@ -55,6 +58,7 @@ impl std::fmt::Display for StartReason {
             StartReason::Schedule { entry } => write!(f, "schedule {entry}"),
             StartReason::Reload => write!(f, "config reload"),
             StartReason::Recovery => write!(f, "flood recovery"),
+            StartReason::ReloadCache { by } => write!(f, "cache reload by {by}"),
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct PersistedState {
     pub version: u32,
     #[serde(default)]
     pub services: BTreeMap<String, ServiceState>,
+    /// The latest flood-wait recovery per group (running ones resume after a restart of tend).
+    #[serde(default)]
+    pub recoveries: BTreeMap<String, crate::recovery::Recovery>,
 }
 
 impl Default for PersistedState {
@@ -90,6 +97,7 @@ impl Default for PersistedState {
         PersistedState {
             version: STATE_VERSION,
             services: BTreeMap::new(),
+            recoveries: BTreeMap::new(),
         }
     }
 }
@@ -106,6 +114,16 @@ impl PersistedState {
             let excess = starts.len() - STARTS_KEPT;
             starts.drain(..excess);
         }
+    }
+
+    /// The last real start (not a cache reload).
+    pub fn last_start(&self, name: &str) -> Option<&StartRecord> {
+        self.services.get(name).and_then(|s| {
+            s.starts
+                .iter()
+                .rev()
+                .find(|r| !matches!(r.reason, StartReason::ReloadCache { .. }))
+        })
     }
 
     pub fn start_times(&self, name: &str) -> Vec<Millis> {
