@@ -306,7 +306,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
-/// Validates configuration text as if it had been read from `path` (used by tests and by reload).
+/// Validates configuration text as if it had been read from `path` (used by tests and by reload). The
+/// check files of its `checks_dir` are read from disk, relative to `path`'s directory.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     validate::validate(path, text)
 }

@@ -1017,6 +1017,19 @@ fn a_missing_checks_dir_is_fine_but_a_file_in_its_place_is_not() {
 }
 
 #[test]
+fn a_checks_dir_next_to_the_config_does_not_read_the_config_again() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[("port.toml", "[checks.port]\nkind = \"tcp\"\n")],
+    );
+    let text = format!("[supervisor]\nchecks_dir = \".\"\n{ONE_SERVICE}");
+    let config = load_text(&dir, &text).unwrap_or_else(|err| panic!("{err}"));
+    let names: Vec<&str> = config.checks.keys().map(String::as_str).collect();
+    assert_eq!(names, ["port"]);
+}
+
+#[test]
 fn an_unreadable_check_file_is_named_without_a_position() {
     let dir = tempfile::tempdir().unwrap();
     // A directory with a .toml name cannot be read as a file, whoever runs the test.

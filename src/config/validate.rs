@@ -26,7 +26,7 @@ use super::raw::{
     Span, Table, Value,
 };
 use super::suggest::did_you_mean;
-use super::values::SizeRule;
+use super::values::{normalize, SizeRule};
 use super::{
     AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, RecoveryConfig, RestartMode,
     ServiceConfig, SupervisorSettings,
@@ -101,7 +101,9 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
 
     let file = RawFile::read(&root, "", &mut v.report);
-    let (supervisor, check_files) = v.supervisor(file.supervisor.as_ref());
+    let (supervisor, mut check_files) = v.supervisor(file.supervisor.as_ref());
+    // `checks_dir = "."` lists supervisor.toml itself, which is not a check file.
+    check_files.retain(|file| normalize(file) != normalize(&source));
     let groups = v.groups(file.groups.as_ref());
     let declared_groups = table_keys(file.groups.as_ref());
     let known = Known {
