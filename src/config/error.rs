@@ -1,8 +1,9 @@
 //! Configuration errors: every problem found, each with file, line, column and key.
 //!
-//! [`Report`] is the collector the validator writes into while it walks the file; it turns byte spans
-//! into 1-based line and column and keeps diagnostics in file order. This module formats problems; it
-//! does not decide what is a problem.
+//! [`Report`] is the collector the validator writes into while it walks the files (supervisor.toml, then
+//! each drop-in check file); it turns byte spans into 1-based line and column of the file being read
+//! and keeps diagnostics in file order, files in the order they were read. This module formats
+//! problems; it does not decide what is a problem.
 
 use std::fmt;
 use std::ops::Range;
@@ -81,24 +82,47 @@ impl fmt::Display for AllDiagnostics<'_> {
     }
 }
 
-/// Collects diagnostics for one file while it is being validated.
-pub(crate) struct Report<'a> {
-    file: &'a Path,
-    text: &'a str,
-    /// Byte offset of each problem, to sort them into file order at the end.
-    found: Vec<(usize, Diagnostic)>,
+/// Collects diagnostics while the configuration files are validated, one file at a time.
+///
+/// Spans are byte offsets into the file being read at the moment ([`Report::begin_file`] switches);
+/// each diagnostic keeps the file it was found in, so one [`ConfigError`] can hold problems of
+/// supervisor.toml and of several drop-in check files.
+pub(crate) struct Report {
+    /// The file being read, as messages name it.
+    file: PathBuf,
+    /// Its text, to turn spans into lines and to quote values.
+    text: String,
+    /// How many files were begun before the current one; problems sort by it first.
+    file_index: usize,
+    /// (file index, byte offset, problem), to sort into file order at the end.
+    found: Vec<(usize, usize, Diagnostic)>,
 }
 
-impl<'a> Report<'a> {
-    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
+impl Report {
+    /// Starts a report whose current file is `file` with contents `text`.
+    pub(crate) fn new(file: &Path, text: &str) -> Self {
         Report {
-            file,
-            text,
+            file: file.to_path_buf(),
+            text: text.to_string(),
+            file_index: 0,
             found: Vec::new(),
         }
     }
 
-    /// Records a problem at `span` (byte offsets into the file text).
+    /// Makes `file` the current file: later spans are offsets into `text`, later diagnostics name
+    /// `file`. Its problems are listed after those of the files read before it.
+    pub(crate) fn begin_file(&mut self, file: &Path, text: &str) {
+        self.file = file.to_path_buf();
+        self.text = text.to_string();
+        self.file_index += 1;
+    }
+
+    /// The current file, as messages name it.
+    pub(crate) fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Records a problem at `span` (byte offsets into the current file's text).
     pub(crate) fn error(
         &mut self,
         span: Range<usize>,
@@ -108,12 +132,29 @@ impl<'a> Report<'a> {
     ) {
         let (line, column) = self.position(span.start);
         self.found.push((
+            self.file_index,
             span.start,
             Diagnostic {
-                file: self.file.to_path_buf(),
+                file: self.file.clone(),
                 line: Some(line),
                 column: Some(column),
                 key: key.map(str::to_string),
+                message: message.into(),
+                help,
+            },
+        ));
+    }
+
+    /// Records a problem with the current file as a whole (it cannot be read, say): no line, no key.
+    pub(crate) fn file_error(&mut self, message: impl Into<String>, help: Option<String>) {
+        self.found.push((
+            self.file_index,
+            0,
+            Diagnostic {
+                file: self.file.clone(),
+                line: None,
+                column: None,
+                key: None,
                 message: message.into(),
                 help,
             },
@@ -142,22 +183,24 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// The diagnostics found so far, in file order.
+    /// The diagnostics found so far: files in reading order, each file's problems in file order.
     pub(crate) fn into_error(mut self) -> ConfigError {
         // Stable: problems at the same offset keep the order they were found in.
-        self.found.sort_by_key(|(offset, _)| *offset);
+        self.found.sort_by_key(|(file, offset, _)| (*file, *offset));
         ConfigError::Invalid(
             self.found
                 .into_iter()
-                .map(|(_, diagnostic)| diagnostic)
+                .map(|(_, _, diagnostic)| diagnostic)
                 .collect(),
         )
     }
 
-    /// 1-based line and column (in characters, so a non-ASCII value does not shift the caret).
+    /// 1-based line and column in the current file (in characters, so a non-ASCII value does not
+    /// shift the caret).
     pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(self.text);
+        let text = self.text.as_str();
+        let offset = offset.min(text.len());
+        let before = text.get(..offset).unwrap_or(text);
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let line = before.matches('\n').count() + 1;
         let column = before[line_start..].chars().count() + 1;
@@ -219,6 +262,31 @@ mod tests {
             err.to_string(),
             "f.toml:1:1: a: first\n  help: fix a\nf.toml:2:1: b: second"
         );
+    }
+
+    #[test]
+    fn several_files_keep_their_own_names_positions_and_order() {
+        let mut report = Report::new(Path::new("supervisor.toml"), "a = 1\nb = 2\n");
+        report.error(6..7, Some("b"), "main, second", None);
+        report.begin_file(Path::new("checks/x.toml"), "\n\nc = 3\n");
+        assert_eq!(report.file(), Path::new("checks/x.toml"));
+        report.error(2..3, Some("checks.c"), "drop-in", None);
+        report.file_error("unreadable", Some("fix it".into()));
+        report.begin_file(Path::new("checks/y.toml"), "d = 4\n");
+        report.error(4..5, Some("d"), "later in y", None);
+        report.error(0..1, Some("d"), "last file", None);
+        let err = report.finish().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "supervisor.toml:2:1: b: main, second\n\
+             checks/x.toml: unreadable\n  help: fix it\n\
+             checks/x.toml:3:1: checks.c: drop-in\n\
+             checks/y.toml:1:1: d: last file\n\
+             checks/y.toml:1:5: d: later in y"
+        );
+        let files: Vec<&Path> = err.diagnostics().iter().map(|d| d.file.as_path()).collect();
+        assert_eq!(files[0], Path::new("supervisor.toml"));
+        assert_eq!(err.diagnostics()[1].line, None);
     }
 
     #[test]

@@ -1,20 +1,24 @@
-//! Configuration: `supervisor.toml` (and, later, `checks/*.toml`) turned into a validated [`Config`].
+//! Configuration: `supervisor.toml` and the check files in its `checks_dir` (`checks/*.toml`) turned
+//! into a validated [`Config`].
 //!
-//! Two layers. `raw` mirrors the file as a tree of spanned values and declares the keys of each table
-//! (unknown keys are errors, and all of them are reported, not just the first); `validate` turns it
-//! into the typed structs below, collecting *every* problem as a [`Diagnostic`] that names file, line,
-//! column and key. Nothing outside this module sees the raw layer. `docs/config-reference.md` documents
-//! every key; a test keeps it in step with the declared tables.
+//! Two layers. `raw` mirrors each file as a tree of spanned values and declares the keys of each table
+//! (unknown keys are errors, and all of them are reported, not just the first); `validate` (with
+//! `checks` for `[checks.NAME]` and the check files) turns it into the typed structs below, collecting
+//! *every* problem of every file as a [`Diagnostic`] that names file, line, column and key. Nothing
+//! outside this module sees the raw layer. `docs/config-reference.md` documents every key; a test keeps
+//! it in step with the declared tables.
 //!
 //! This module owns parsing and validation only. It must not start processes, touch the state dir or
-//! read service logs; paths are resolved (relative to the config file's directory) but never created.
-//! It does read `env_file`s (their contents are part of the configuration) and checks that `cwd`
-//! directories exist, so [`parse`] depends on the file system as of the moment it runs.
+//! read service logs; paths are resolved (relative to the directory of the file that names them) but
+//! never created. It does read `env_file`s and the check files (their contents are part of the
+//! configuration), checks that `cwd` directories and exec check programs exist, and compiles log
+//! check regexes to validate them, so [`parse`] depends on the file system as of the moment it runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod checks;
 mod duration;
 mod envfile;
 mod error;
@@ -192,6 +196,7 @@ pub struct CheckConfig {
     pub grace: Option<Duration>,
     pub on_fail: OnFail,
     /// Passing this check means the service is *ready* (used by the staged recovery and the status).
+    /// Default false.
     pub readiness: bool,
     pub kind: CheckKind,
 }
@@ -199,7 +204,7 @@ pub struct CheckConfig {
 /// `on_fail = { after = 3, action = "alert" }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnFail {
-    /// Consecutive failing results (critical, or warning when `on_warning`) before the action. Default 3.
+    /// Consecutive critical results before the action, 1..=1000. Default 3.
     pub after: u32,
     pub action: FailAction,
 }
@@ -218,8 +223,9 @@ pub enum FailAction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
     Http {
+        /// An http(s) URL once the placeholders are filled in.
         url: String,
-        /// Default GET.
+        /// Upper case, one of GET HEAD POST PUT DELETE PATCH OPTIONS. Default GET.
         method: String,
         /// Default [200].
         expect_status: Vec<u16>,
@@ -251,7 +257,7 @@ pub enum CheckKind {
         window: Option<Duration>,
     },
     Tcp {
-        /// Default "{host}:{port}".
+        /// `host:port`, placeholders allowed. Default "{host}:{port}".
         address: String,
     },
     Process {
@@ -261,7 +267,9 @@ pub enum CheckKind {
         max_cpu: Option<f64>,
     },
     Exec {
-        /// argv; a relative program path resolves against the directory of the file defining the check.
+        /// argv, never empty. A program path with a `/` is resolved (absolute) against the directory of
+        /// the file defining the check and was an executable file at load time; a bare name is left
+        /// for a PATH lookup when it runs.
         command: Vec<String>,
     },
 }
@@ -272,7 +280,7 @@ pub struct PatternConfig {
     pub name: String,
     /// A valid `regex` crate expression (validated, with the regex error in the message).
     pub regex: String,
-    /// "error" | "warning" | "info".
+    /// "error" | "warning" | "info". Default "error".
     pub severity: String,
     /// A capture name of `regex` whose values are tabulated (count, first and last seen).
     pub group_by: Option<String>,
@@ -298,7 +306,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
-/// Validates configuration text as if it had been read from `path` (used by tests and by reload).
+/// Validates configuration text as if it had been read from `path` (used by tests and by reload). The
+/// check files of its `checks_dir` are read from disk, relative to `path`'s directory.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     validate::validate(path, text)
 }

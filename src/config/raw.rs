@@ -1,5 +1,6 @@
-//! Raw layer: supervisor.toml as written, every key and value with its byte span, and the declared
-//! shape (allowed keys) of each table.
+//! Raw layer: supervisor.toml and the drop-in check files as written, every key and value with its byte
+//! span, and the declared shape (allowed keys) of each table, including which keys belong to which
+//! check kind.
 //!
 //! Why not `#[derive(Deserialize)]` with `deny_unknown_fields`: serde stops at the first unknown key and
 //! at the first value of the wrong type, so a file with three typos would need three round trips. Here
@@ -241,12 +242,47 @@ pub(crate) fn join_path(parent: &str, key: &str) -> String {
     }
 }
 
+/// `parent[index]`: the path of one entry of an array of tables (`checks.errors.pattern[1]`); the
+/// index is 1-based, as the operator counts the `[[...]]` blocks in the file.
+pub(crate) fn index_path(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+/// How a table is written in the file, for messages: `[services.a]`, or `[[checks.x.pattern]] #2`
+/// for an entry of an array of tables.
+pub(crate) fn table_label(path: &str) -> String {
+    match split_index(path) {
+        Some((array, index)) => format!("[[{array}]] #{index}"),
+        None => format!("[{path}]"),
+    }
+}
+
+/// `checks.x.pattern[2]` -> (`checks.x.pattern`, 2).
+fn split_index(path: &str) -> Option<(&str, usize)> {
+    let open = path.strip_suffix(']')?.rfind('[')?;
+    let index = path.get(open + 1..path.len() - 1)?.parse().ok()?;
+    Some((&path[..open], index))
+}
+
+/// For a key valid somewhere else: the message and help to report instead of "unknown key".
+type Misplaced<'r> = &'r dyn Fn(&str) -> Option<(String, String)>;
+
+/// What [`read_fields`] says about keys outside the allowed list, beyond "unknown key".
+#[derive(Default)]
+struct Unknown<'r> {
+    /// Replaces the generic "allowed keys in [...]: ..." help line.
+    help: Option<String>,
+    /// For keys that are valid somewhere else (another check kind).
+    misplaced: Option<Misplaced<'r>>,
+}
+
 /// Reads the entries of `table` whose keys are in `allowed`; reports every other key, with a
 /// did-you-mean when one of the allowed keys is close.
 fn read_fields<'a>(
     table: &'a Table,
     path: &str,
-    allowed: &'static [&'static str],
+    allowed: &[&'static str],
+    unknown: &Unknown,
     report: &mut Report,
 ) -> BTreeMap<&'static str, Field<'a>> {
     let mut fields = BTreeMap::new();
@@ -255,8 +291,16 @@ fn read_fields<'a>(
             fields.insert(*known, Field::from_entry(entry, path));
             continue;
         }
+        let key_path = join_path(path, &entry.key);
+        if let Some((message, help)) = unknown
+            .misplaced
+            .and_then(|misplaced| misplaced(&entry.key))
+        {
+            report.error(entry.key_span.clone(), Some(&key_path), message, Some(help));
+            continue;
+        }
         let (what, place) = if !path.is_empty() {
-            ("key", format!("in [{path}]"))
+            ("key", format!("in {}", table_label(path)))
         } else if entry.node.is_table_or_array_of_tables() {
             ("table", "at the top level".to_string())
         } else {
@@ -266,35 +310,61 @@ fn read_fields<'a>(
         if let Some(close) = did_you_mean(&entry.key, allowed.iter().copied()) {
             message.push_str(&format!(", did you mean `{close}`?"));
         }
-        let scope = if path.is_empty() {
-            "top-level tables".to_string()
-        } else {
-            format!("keys in [{}]", generic_path(path))
-        };
-        report.error(
-            entry.key_span.clone(),
-            Some(&join_path(path, &entry.key)),
-            message,
-            Some(format!("allowed {scope}: {}", allowed.join(", "))),
-        );
+        let help = unknown.help.clone().unwrap_or_else(|| {
+            let scope = if path.is_empty() {
+                "top-level tables".to_string()
+            } else if split_index(path).is_some() {
+                format!("keys in [[{}]]", generic_path(path))
+            } else {
+                format!("keys in [{}]", generic_path(path))
+            };
+            format!("allowed {scope}: {}", allowed.join(", "))
+        });
+        report.error(entry.key_span.clone(), Some(&key_path), message, Some(help));
     }
     fields
 }
 
 /// `services.send_text.backoff` -> `services.NAME.backoff`: the allowed keys are the same for every
-/// service, and saying so is clearer than repeating the name.
-fn generic_path(path: &str) -> String {
-    let mut parts: Vec<&str> = path.splitn(3, '.').collect();
-    if parts.len() >= 2 && matches!(parts[0], "services" | "groups") {
+/// service (group, check), and saying so is clearer than repeating the name. Array indices go too:
+/// `checks.x.pattern[2]` -> `checks.NAME.pattern`.
+pub(crate) fn generic_path(path: &str) -> String {
+    let path = split_index(path).map_or(path, |(array, _)| array);
+    let mut parts = split_path(path);
+    if parts.len() >= 2 && matches!(parts[0], "services" | "groups" | "checks") {
         parts[1] = "NAME";
     }
     parts.join(".")
 }
 
+/// Splits a dotted path at the dots outside quoted keys (`services."a.b".port` has three parts).
+fn split_path(path: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in path.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '.' if !quoted => {
+                parts.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&path[start..]);
+    parts
+}
+
 /// Declares a table of the file: a struct with one `Option<Field>` per allowed key, the key list,
 /// and a `read` that fills it and reports undeclared keys. The field names *are* the TOML keys.
+/// An optional `help = EXPR;` after the body replaces the generic help line for unknown keys.
 macro_rules! declare_table {
-    ($(#[$meta:meta])* struct $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
+    (
+        $(#[$meta:meta])* struct $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }
+        $(help = $help:expr;)?
+    ) => {
         $(#[$meta])*
         pub(crate) struct $name<'a> {
             $($(#[$field_meta])* pub $field: Option<Field<'a>>,)*
@@ -306,7 +376,14 @@ macro_rules! declare_table {
 
             /// Reads `table` (found at dotted `path`), reporting every key not in [`Self::KEYS`].
             pub fn read(table: &'a Table, path: &str, report: &mut Report) -> Self {
-                let mut fields = read_fields(table, path, Self::KEYS, report);
+                #[allow(unused_mut)]
+                let mut unknown = Unknown::default();
+                $(unknown.help = Some($help.to_string());)?
+                let mut fields = read_fields(table, path, Self::KEYS, &unknown, report);
+                Self::take(&mut fields)
+            }
+
+            fn take(fields: &mut BTreeMap<&'static str, Field<'a>>) -> Self {
                 $name { $($field: fields.remove(stringify!($field)),)* }
             }
         }
@@ -319,7 +396,18 @@ declare_table! {
         supervisor,
         groups,
         services,
+        checks,
+        alerts,
     }
+}
+
+declare_table! {
+    /// The top level of a drop-in check file (`checks_dir/*.toml`): checks and nothing else.
+    struct RawCheckFile {
+        checks,
+    }
+    help = "a file in checks_dir holds only [checks.NAME] tables; [supervisor], [groups], \
+            [services] and [alerts] belong in supervisor.toml";
 }
 
 declare_table! {
@@ -333,6 +421,7 @@ declare_table! {
         max_log_size,
         log_keep,
         log_ring_lines,
+        checks_dir,
     }
 }
 
@@ -342,6 +431,18 @@ declare_table! {
         min_start_spacing,
         max_starts,
         window,
+        recovery,
+    }
+}
+
+declare_table! {
+    /// `[groups.NAME.recovery]` or `recovery = { ... }`.
+    struct RawRecovery {
+        cooldown,
+        margin,
+        pause,
+        ready_timeout,
+        auto,
     }
 }
 
@@ -374,6 +475,158 @@ declare_table! {
         factor,
         give_up_after,
         on_give_up,
+    }
+}
+
+declare_table! {
+    /// `[alerts]`.
+    struct RawAlerts {
+        webhook,
+        retries,
+        retry_delay,
+    }
+}
+
+/// Keys every check accepts, whatever its kind.
+pub(crate) const CHECK_COMMON_KEYS: &[&str] = &[
+    "kind",
+    "services",
+    "interval",
+    "timeout",
+    "grace",
+    "readiness",
+    "on_fail",
+];
+
+/// The check kinds, in the order the reference lists them, with the keys each adds to the common ones.
+pub(crate) const CHECK_KIND_KEYS: &[(&str, &[&str])] = &[
+    ("http", &["url", "method", "expect_status", "body_contains"]),
+    (
+        "json",
+        &[
+            "url",
+            "method",
+            "pointer",
+            "min",
+            "max",
+            "warn_below",
+            "warn_above",
+            "events",
+        ],
+    ),
+    (
+        "log",
+        &["shipped_patterns", "critical", "window", "pattern"],
+    ),
+    ("tcp", &["address"]),
+    ("process", &["max_rss", "max_cpu"]),
+    ("exec", &["command"]),
+];
+
+declare_table! {
+    /// `[checks.NAME]`: the common keys, then every kind's own (the union of [`CHECK_KIND_KEYS`]).
+    /// Read with [`RawCheck::read_kind`] once the kind is known, so that a key of another kind gets
+    /// its own message; [`RawCheck::read`] (any kind's key) is for a missing or unknown kind.
+    struct RawCheck {
+        kind,
+        services,
+        interval,
+        timeout,
+        grace,
+        readiness,
+        on_fail,
+        url,
+        method,
+        expect_status,
+        body_contains,
+        pointer,
+        min,
+        max,
+        warn_below,
+        warn_above,
+        events,
+        shipped_patterns,
+        critical,
+        window,
+        pattern,
+        address,
+        max_rss,
+        max_cpu,
+        command,
+    }
+    help = check_keys_help(None);
+}
+
+impl<'a> RawCheck<'a> {
+    /// Reads a `[checks.NAME]` table of kind `kind` (one of [`CHECK_KIND_KEYS`]): keys of other
+    /// kinds are reported as such ("`pointer` is a key of json checks"), other keys as unknown with
+    /// a did-you-mean among the keys this kind accepts.
+    pub fn read_kind(table: &'a Table, path: &str, kind: &str, report: &mut Report) -> Self {
+        let own = CHECK_KIND_KEYS
+            .iter()
+            .find(|(name, _)| *name == kind)
+            .map_or(&[][..], |(_, keys)| *keys);
+        let allowed: Vec<&'static str> = CHECK_COMMON_KEYS.iter().chain(own).copied().collect();
+        let misplaced = |key: &str| {
+            let owners: Vec<&str> = CHECK_KIND_KEYS
+                .iter()
+                .filter(|(_, keys)| keys.contains(&key))
+                .map(|(name, _)| *name)
+                .collect();
+            if owners.is_empty() {
+                return None;
+            }
+            let message = format!(
+                "`{key}` is a key of {} checks, this check is kind = \"{kind}\"",
+                owners.join(" and ")
+            );
+            Some((message, check_keys_help(Some(kind))))
+        };
+        let unknown = Unknown {
+            help: Some(check_keys_help(Some(kind))),
+            misplaced: Some(&misplaced),
+        };
+        let mut fields = read_fields(table, path, &allowed, &unknown, report);
+        Self::take(&mut fields)
+    }
+}
+
+/// The help line listing the keys of a check of `kind`, or of every kind.
+pub(crate) fn check_keys_help(kind: Option<&str>) -> String {
+    let common = CHECK_COMMON_KEYS.join(", ");
+    match kind.and_then(|kind| CHECK_KIND_KEYS.iter().find(|(name, _)| *name == kind)) {
+        Some((name, keys)) => format!(
+            "keys of {name} checks: {}; keys of every check: {common}",
+            keys.join(", ")
+        ),
+        None => {
+            let by_kind: Vec<String> = CHECK_KIND_KEYS
+                .iter()
+                .map(|(name, keys)| format!("{name}: {}", keys.join(", ")))
+                .collect();
+            format!(
+                "keys of every check: {common}; and by kind, {}",
+                by_kind.join("; ")
+            )
+        }
+    }
+}
+
+declare_table! {
+    /// `on_fail = { after = 3, action = "alert" }` of a check.
+    struct RawOnFail {
+        after,
+        action,
+    }
+}
+
+declare_table! {
+    /// One `[[checks.NAME.pattern]]` of a log check.
+    struct RawPattern {
+        name,
+        regex,
+        severity,
+        group_by,
     }
 }
 
@@ -449,6 +702,78 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("allowed keys in [services.NAME]: command, cwd"));
+    }
+
+    #[test]
+    fn check_keys_of_another_kind_are_named_as_such() {
+        let text = "kind = \"http\"\nurl = \"x\"\npointer = \"/a\"\nadress = \"x\"\nbody_contain = \"ok\"\n";
+        let table = parse(text).unwrap();
+        let mut report = Report::new(Path::new("f.toml"), text);
+        let check = RawCheck::read_kind(&table, "checks.h", "http", &mut report);
+        assert!(check.url.is_some() && check.kind.is_some());
+        assert!(check.pointer.is_none(), "a misplaced key is not taken");
+        let err = report.finish().unwrap_err();
+        let messages: Vec<&str> = err
+            .diagnostics()
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "`pointer` is a key of json checks, this check is kind = \"http\"",
+                // `address` is a tcp key: no did-you-mean toward another kind's key.
+                "unknown key `adress` in [checks.h]",
+                "unknown key `body_contain` in [checks.h], did you mean `body_contains`?",
+            ]
+        );
+        assert!(err.diagnostics()[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .starts_with("keys of http checks: url, method, expect_status, body_contains;"));
+    }
+
+    #[test]
+    fn the_check_table_declares_exactly_the_keys_of_all_kinds() {
+        let mut declared: Vec<&str> = CHECK_COMMON_KEYS.to_vec();
+        for (_, keys) in CHECK_KIND_KEYS {
+            declared.extend(
+                keys.iter()
+                    .filter(|key| !declared.contains(key))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        declared.sort_unstable();
+        let mut table: Vec<&str> = RawCheck::KEYS.to_vec();
+        table.sort_unstable();
+        assert_eq!(declared, table);
+        // Without a known kind, the help lists every kind's keys.
+        assert!(check_keys_help(None).contains("; exec: command"));
+        assert!(check_keys_help(Some("nope")).starts_with("keys of every check:"));
+    }
+
+    #[test]
+    fn generic_paths_and_labels() {
+        assert_eq!(
+            generic_path("services.send_text.backoff"),
+            "services.NAME.backoff"
+        );
+        assert_eq!(
+            generic_path("checks.errors.pattern[2]"),
+            "checks.NAME.pattern"
+        );
+        assert_eq!(
+            generic_path("services.\"a.b\".backoff"),
+            "services.NAME.backoff"
+        );
+        assert_eq!(generic_path("supervisor"), "supervisor");
+        assert_eq!(table_label("checks.errors"), "[checks.errors]");
+        assert_eq!(
+            table_label(&index_path("checks.errors.pattern", 2)),
+            "[[checks.errors.pattern]] #2"
+        );
+        assert_eq!(split_path("a.\"b.\\\"c\".d"), ["a", "\"b.\\\"c\"", "d"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Configuration tests over real files: snapshot tests of the bad fixtures (exact error text), the
-//! good fixtures parsed into exact `Config` values, and temp-dir cases for paths and env files.
+//! Configuration tests over real files: snapshot tests of the bad fixtures (exact error text, drop-in
+//! check files included), the good fixtures and the repo's own supervisor.toml + checks/ parsed into
+//! exact `Config` values, and temp-dir cases for paths, env files and check directories.
 //!
 //! `UPDATE_SNAPSHOTS=1 cargo test config::` rewrites `tests/fixtures/config/bad/*.expected` from the
 //! current output; review the diff before committing it.
@@ -8,7 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawBackoff, RawFile, RawGroup, RawService, RawSupervisor};
+use super::raw::{
+    RawAlerts, RawBackoff, RawCheck, RawCheckFile, RawFile, RawGroup, RawOnFail, RawPattern,
+    RawRecovery, RawService, RawSupervisor,
+};
 use super::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/config");
@@ -92,12 +96,17 @@ fn every_expected_file_has_its_fixture() {
 fn every_diagnostic_has_position_key_and_help() {
     for fixture in bad_fixtures() {
         let err = load(&fixture).unwrap_err();
-        let text = std::fs::read_to_string(&fixture).unwrap();
-        let line_count = text.lines().count() + 1;
+        // Drop-in check files of a fixture live in `<fixture>.d/`.
+        let drop_ins = fixture.with_extension("d");
         assert!(!err.diagnostics().is_empty(), "{}", fixture.display());
         for diagnostic in err.diagnostics() {
             let context = format!("{}: {diagnostic}", fixture.display());
-            assert_eq!(diagnostic.file, fixture, "{context}");
+            assert!(
+                diagnostic.file == fixture || diagnostic.file.starts_with(&drop_ins),
+                "{context}"
+            );
+            let text = std::fs::read_to_string(&diagnostic.file).unwrap();
+            let line_count = text.lines().count() + 1;
             assert!(
                 diagnostic
                     .line
@@ -125,6 +134,27 @@ fn the_issue_examples_read_exactly() {
             "bad_duration.toml:10:24: services.send_text.min_restart_interval: \
              `min_restart_interval = \"10 minutes\"`: expected a duration like 10m \
              (units: ms, s, m, h, d)\n  help: write min_restart_interval = \"10m\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_check_examples_read_exactly() {
+    let err = error_text(&fixture_dir("bad").join("check_wrong_kind_key.toml"));
+    assert!(
+        err.contains(
+            "check_wrong_kind_key.toml:9:1: checks.health.pointer: `pointer` is a key of json \
+             checks, this check is kind = \"http\""
+        ),
+        "{err}"
+    );
+    // A drop-in's problem names the drop-in, with its own line and column.
+    let err = error_text(&fixture_dir("bad").join("check_duplicate_name.toml"));
+    assert!(
+        err.starts_with(
+            "$DIR/check_duplicate_name.d/10-first.toml:2:9: checks.health: check `health` is \
+             already defined at $DIR/check_duplicate_name.toml:10"
         ),
         "{err}"
     );
@@ -198,6 +228,39 @@ fn default_recovery() -> RecoveryConfig {
         ready_timeout: secs(600),
         auto: true,
     }
+}
+
+/// A check with every common key at its default; `services` as given.
+fn default_check(name: &str, source: &Path, services: &[&str], kind: CheckKind) -> CheckConfig {
+    let interval = if matches!(kind, CheckKind::Log { .. }) {
+        secs(30)
+    } else {
+        secs(60)
+    };
+    CheckConfig {
+        name: name.to_string(),
+        source: source.to_path_buf(),
+        services: services.iter().map(|s| s.to_string()).collect(),
+        interval,
+        timeout: secs(5),
+        grace: None,
+        on_fail: OnFail {
+            after: 3,
+            action: FailAction::Alert,
+        },
+        readiness: false,
+        kind,
+    }
+}
+
+fn checks(list: Vec<CheckConfig>) -> BTreeMap<String, CheckConfig> {
+    list.into_iter()
+        .map(|check| (check.name.clone(), check))
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
 
 fn default_service(dir: &Path, name: &str, command: &[&str]) -> ServiceConfig {
@@ -364,8 +427,174 @@ fn full_fixture_reads_every_key() {
             ],
         )
     };
+    let drop_ins = dir.join("full.checks");
+    let plugins = drop_ins.join("10-plugins.toml");
+    let defaults = drop_ins.join("20-defaults.toml");
+    let both = ["send_media", "send_text"];
+    let expected_checks = checks(vec![
+        CheckConfig {
+            interval: secs(120),
+            timeout: Duration::from_millis(1500),
+            grace: Some(secs(45)),
+            readiness: true,
+            on_fail: OnFail {
+                after: 2,
+                action: FailAction::Restart,
+            },
+            ..default_check(
+                "health",
+                &path,
+                &["send_text"],
+                CheckKind::Http {
+                    url: "https://{host}:{port}/health?from={name}".to_string(),
+                    method: "HEAD".to_string(),
+                    expect_status: vec![200, 204],
+                    body_contains: Some("ok".to_string()),
+                },
+            )
+        },
+        CheckConfig {
+            interval: secs(30),
+            timeout: secs(10),
+            on_fail: OnFail {
+                after: 4,
+                action: FailAction::ReloadCache,
+            },
+            ..default_check(
+                "cache",
+                &path,
+                &["send_text"],
+                CheckKind::Json {
+                    url: "http://{host}:{port}/stats".to_string(),
+                    method: "POST".to_string(),
+                    pointer: "/cache/size~1count".to_string(),
+                    min: Some(1.0),
+                    max: Some(1e6),
+                    warn_below: Some(3900.5),
+                    warn_above: Some(10_000.0),
+                    events: Some("/last_errors".to_string()),
+                },
+            )
+        },
+        CheckConfig {
+            on_fail: OnFail {
+                after: 3,
+                action: FailAction::None,
+            },
+            ..default_check(
+                "errors",
+                &path,
+                &both,
+                CheckKind::Log {
+                    shipped_patterns: false,
+                    patterns: vec![
+                        PatternConfig {
+                            name: "FloodWait".to_string(),
+                            regex: r"A wait of (?P<seconds>\d+) seconds is required".to_string(),
+                            severity: "error".to_string(),
+                            group_by: Some("seconds".to_string()),
+                        },
+                        PatternConfig {
+                            name: "Banned".to_string(),
+                            regex: r"Account is now banned in (?P<channel>\d+)".to_string(),
+                            severity: "error".to_string(),
+                            group_by: None,
+                        },
+                    ],
+                    critical: strings(&["FloodWait", "Banned"]),
+                    window: Some(secs(15 * 60)),
+                },
+            )
+        },
+        CheckConfig {
+            on_fail: OnFail {
+                after: 1,
+                action: FailAction::Alert,
+            },
+            ..default_check(
+                "port",
+                &path,
+                &both,
+                CheckKind::Tcp {
+                    address: "[::1]:443".to_string(),
+                },
+            )
+        },
+        default_check(
+            "resources",
+            &path,
+            &both,
+            CheckKind::Process {
+                max_rss: Some(512 * 1024 * 1024),
+                max_cpu: Some(150.5),
+            },
+        ),
+        default_check(
+            "ready",
+            &plugins,
+            &["send_text"],
+            CheckKind::Exec {
+                command: vec![
+                    drop_ins.join("plugins/ready.sh").display().to_string(),
+                    "-w".to_string(),
+                    "3900".to_string(),
+                ],
+            },
+        ),
+        default_check(
+            "disk",
+            &plugins,
+            &both,
+            CheckKind::Exec {
+                command: strings(&["check_disk", "-w", "10%"]),
+            },
+        ),
+        default_check(
+            "stats",
+            &defaults,
+            &["send_text"],
+            CheckKind::Json {
+                url: "http://{host}:{port}/stats".to_string(),
+                method: "GET".to_string(),
+                pointer: "/cache_size".to_string(),
+                min: None,
+                max: None,
+                warn_below: None,
+                warn_above: None,
+                events: None,
+            },
+        ),
+        default_check(
+            "logs",
+            &defaults,
+            &both,
+            CheckKind::Log {
+                shipped_patterns: true,
+                patterns: Vec::new(),
+                critical: strings(&["FloodWait"]),
+                window: None,
+            },
+        ),
+        default_check(
+            "listening",
+            &defaults,
+            &["send_text"],
+            CheckKind::Tcp {
+                address: "{host}:{port}".to_string(),
+            },
+        ),
+        default_check(
+            "memory",
+            &defaults,
+            &both,
+            CheckKind::Process {
+                max_rss: None,
+                max_cpu: None,
+            },
+        ),
+    ]);
     let expected = Config {
-        source: path,
+        source: path.clone(),
         supervisor: SupervisorSettings {
             socket: dir.join("run/control.sock"),
             socket_mode: 0o660,
@@ -375,7 +604,7 @@ fn full_fixture_reads_every_key() {
             max_log_size: 50_000_000,
             log_keep: 3,
             log_ring_lines: 10_000,
-            checks_dir: dir.join("checks"),
+            checks_dir: drop_ins.clone(),
         },
         services: BTreeMap::from([
             ("send_text".to_string(), send_text),
@@ -389,7 +618,13 @@ fn full_fixture_reads_every_key() {
                     min_start_spacing: secs(90),
                     max_starts: 4,
                     window: secs(7200),
-                    recovery: default_recovery(),
+                    recovery: RecoveryConfig {
+                        cooldown: secs(600),
+                        margin: secs(45),
+                        pause: secs(120),
+                        ready_timeout: secs(1200),
+                        auto: false,
+                    },
                 },
             ),
             (
@@ -399,14 +634,129 @@ fn full_fixture_reads_every_key() {
                     min_start_spacing: Duration::ZERO,
                     max_starts: 0,
                     window: Duration::ZERO,
-                    recovery: default_recovery(),
+                    recovery: RecoveryConfig {
+                        pause: Duration::ZERO,
+                        ..default_recovery()
+                    },
                 },
             ),
         ]),
-        checks: BTreeMap::new(),
-        alerts: default_alerts(),
+        checks: expected_checks,
+        alerts: AlertSettings {
+            webhook: Some("https://n8n.example.com/webhook/tend?source=full".to_string()),
+            retries: 0,
+            retry_delay: Duration::from_millis(500),
+        },
     };
+    // Check by check first: a difference in one is easier to read than in the whole config.
+    for (name, check) in &expected.checks {
+        assert_eq!(config.checks.get(name), Some(check), "check {name}");
+    }
     assert_eq!(config, expected);
+}
+
+/// The repo's own supervisor.toml with the shipped checks/ directory: what `tend up` in a checkout
+/// runs with.
+#[test]
+fn the_shipped_config_loads_with_the_shipped_checks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = load(&root.join("supervisor.toml")).unwrap_or_else(|err| panic!("{err}"));
+    let source = root.join("checks/telethon.toml");
+    assert_eq!(config.supervisor.checks_dir, root.join("checks"));
+    let both = ["send_media", "send_text"];
+    let alert = |after| OnFail {
+        after,
+        action: FailAction::Alert,
+    };
+    let expected = checks(vec![
+        CheckConfig {
+            on_fail: alert(3),
+            ..default_check(
+                "health",
+                &source,
+                &both,
+                CheckKind::Http {
+                    url: "http://{host}:{port}/health".to_string(),
+                    method: "GET".to_string(),
+                    expect_status: vec![200],
+                    body_contains: Some("ok".to_string()),
+                },
+            )
+        },
+        CheckConfig {
+            interval: secs(30),
+            grace: Some(secs(180)),
+            readiness: true,
+            on_fail: alert(4),
+            ..default_check(
+                "cache",
+                &source,
+                &both,
+                CheckKind::Json {
+                    url: "http://{host}:{port}/stats".to_string(),
+                    method: "GET".to_string(),
+                    pointer: "/cache_size".to_string(),
+                    min: Some(1.0),
+                    max: None,
+                    warn_below: Some(3900.0),
+                    warn_above: None,
+                    events: Some("/last_errors".to_string()),
+                },
+            )
+        },
+        CheckConfig {
+            interval: secs(30),
+            on_fail: OnFail {
+                after: 1,
+                action: FailAction::FloodRecover,
+            },
+            ..default_check(
+                "errors",
+                &source,
+                &both,
+                CheckKind::Log {
+                    shipped_patterns: true,
+                    patterns: Vec::new(),
+                    critical: strings(&["FloodWait"]),
+                    window: Some(secs(600)),
+                },
+            )
+        },
+        CheckConfig {
+            on_fail: alert(3),
+            ..default_check(
+                "port",
+                &source,
+                &both,
+                CheckKind::Tcp {
+                    address: "{host}:{port}".to_string(),
+                },
+            )
+        },
+        CheckConfig {
+            interval: secs(30),
+            on_fail: alert(5),
+            ..default_check(
+                "resources",
+                &source,
+                &both,
+                CheckKind::Process {
+                    max_rss: Some(1_000_000_000),
+                    max_cpu: Some(90.0),
+                },
+            )
+        },
+    ]);
+    // Other engineers' files may sit next to telethon.toml (patterns, plugins); only these checks
+    // come from telethon.toml.
+    let shipped: BTreeMap<String, CheckConfig> = config
+        .checks
+        .iter()
+        .filter(|(_, check)| check.source == source)
+        .map(|(name, check)| (name.clone(), check.clone()))
+        .collect();
+    assert_eq!(shipped, expected);
+    assert_eq!(config.groups["telegram"].recovery, default_recovery());
 }
 
 #[test]
@@ -627,6 +977,202 @@ fn parse_uses_the_given_path_for_messages_and_resolution() {
     assert!(config.services.is_empty());
 }
 
+// ----- check files ------------------------------------------------------------------------------
+
+const ONE_SERVICE: &str = "[services.a]\ncommand = \"true\"\nport = 8000\n";
+
+/// Writes `files` (relative path, contents) under `dir`, creating directories.
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+#[test]
+fn a_missing_checks_dir_is_fine_but_a_file_in_its_place_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load_text(&dir, ONE_SERVICE).unwrap();
+    assert!(config.checks.is_empty());
+    assert_eq!(config.supervisor.checks_dir, dir.path().join("checks"));
+
+    std::fs::write(dir.path().join("checks"), "").unwrap();
+    let err = load_text(&dir, ONE_SERVICE).unwrap_err();
+    let [only] = err.diagnostics() else {
+        panic!("{err}")
+    };
+    assert_eq!(only.key.as_deref(), Some("supervisor.checks_dir"));
+    assert!(only.message.ends_with("checks is not a directory"), "{err}");
+
+    let err = load_text(
+        &dir,
+        &format!("[supervisor]\nchecks_dir = \"checks\"\n{ONE_SERVICE}"),
+    )
+    .unwrap_err();
+    let [only] = err.diagnostics() else {
+        panic!("{err}")
+    };
+    assert_eq!((only.line, only.column), (Some(2), Some(14)), "{err}");
+}
+
+#[test]
+fn a_checks_dir_next_to_the_config_does_not_read_the_config_again() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[("port.toml", "[checks.port]\nkind = \"tcp\"\n")],
+    );
+    let text = format!("[supervisor]\nchecks_dir = \".\"\n{ONE_SERVICE}");
+    let config = load_text(&dir, &text).unwrap_or_else(|err| panic!("{err}"));
+    let names: Vec<&str> = config.checks.keys().map(String::as_str).collect();
+    assert_eq!(names, ["port"]);
+}
+
+#[test]
+fn an_unreadable_check_file_is_named_without_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory with a .toml name cannot be read as a file, whoever runs the test.
+    std::fs::create_dir_all(dir.path().join("checks/broken.toml")).unwrap();
+    write_files(
+        dir.path(),
+        &[("checks/fine.toml", "[checks.port]\nkind = \"tcp\"\n")],
+    );
+    let err = load_text(&dir, ONE_SERVICE).unwrap_err();
+    let [only] = err.diagnostics() else {
+        panic!("{err}")
+    };
+    assert_eq!(only.file, dir.path().join("checks/broken.toml"));
+    assert_eq!(
+        (only.line, only.column, only.key.as_deref()),
+        (None, None, None)
+    );
+    assert!(
+        only.message.starts_with("cannot read this check file:"),
+        "{err}"
+    );
+    assert!(only.help.is_some());
+}
+
+#[test]
+fn check_files_are_read_in_name_order_and_named_as_the_config_was() {
+    let dir = tempfile::tempdir().unwrap();
+    // Written in the opposite order: the order of reading is by name, not by creation.
+    write_files(
+        dir.path(),
+        &[
+            ("checks/b.toml", "\n[checks.x]\nkind = \"tcp\"\n"),
+            ("checks/a.toml", "[checks.x]\nkind = \"tcp\"\n"),
+        ],
+    );
+    let err = load_text(&dir, ONE_SERVICE).unwrap_err();
+    let [only] = err.diagnostics() else {
+        panic!("{err}")
+    };
+    let a = dir.path().join("checks/a.toml");
+    assert_eq!(only.file, dir.path().join("checks/b.toml"));
+    assert_eq!(
+        only.message,
+        format!("check `x` is already defined at {}:1", a.display())
+    );
+
+    // Loaded through a relative path, drop-ins are named relative too, like supervisor.toml.
+    let relative = Path::new("tests/fixtures/config/bad/check_duplicate_name.toml");
+    let err = load(relative).unwrap_err();
+    let files: Vec<&Path> = err.diagnostics().iter().map(|d| d.file.as_path()).collect();
+    assert_eq!(
+        files,
+        [
+            Path::new("tests/fixtures/config/bad/check_duplicate_name.d/10-first.toml"),
+            Path::new("tests/fixtures/config/bad/check_duplicate_name.d/20-second.toml"),
+        ]
+    );
+    assert!(err.diagnostics()[0]
+        .message
+        .ends_with("at tests/fixtures/config/bad/check_duplicate_name.toml:10"));
+}
+
+#[test]
+fn exec_programs_resolve_against_the_file_that_defines_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[
+            ("plugin.sh", "#!/bin/sh\n"),
+            ("conf/checks/plugins/plugin.sh", "#!/bin/sh\n"),
+            (
+                "conf/checks/exec.toml",
+                "[checks.nested]\nkind = \"exec\"\ncommand = \"./plugins/plugin.sh a\"\n",
+            ),
+        ],
+    );
+    for plugin in ["plugin.sh", "conf/checks/plugins/plugin.sh"] {
+        let path = dir.path().join(plugin);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let text = format!(
+        "[supervisor]\nchecks_dir = \"conf/checks\"\n{ONE_SERVICE}\
+         [checks.top]\nkind = \"exec\"\ncommand = [\"./plugin.sh\"]\n\
+         [checks.absolute]\nkind = \"exec\"\ncommand = [\"{}\"]\n",
+        dir.path().join("plugin.sh").display()
+    );
+    let config = load_text(&dir, &text).unwrap_or_else(|err| panic!("{err}"));
+    let command = |name: &str| match &config.checks[name].kind {
+        CheckKind::Exec { command } => command.clone(),
+        other => panic!("{other:?}"),
+    };
+    let nested = dir.path().join("conf/checks/plugins/plugin.sh");
+    assert_eq!(
+        command("nested"),
+        [nested.display().to_string(), "a".into()]
+    );
+    let top = dir.path().join("plugin.sh").display().to_string();
+    assert_eq!(command("top"), command("absolute"));
+    assert_eq!(command("absolute"), [top]);
+    assert_eq!(
+        config.checks["nested"].source,
+        dir.path().join("conf/checks/exec.toml")
+    );
+}
+
+#[test]
+fn placeholders_need_a_port_only_when_port_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[services.portless]\ncommand = \"true\"\n\
+                [checks.named]\nkind = \"http\"\nurl = \"http://{host}:8080/{name}/health\"\n\
+                [checks.fixed]\nkind = \"tcp\"\naddress = \"db.example:5432\"\n";
+    let config = load_text(&dir, text).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.checks.len(), 2);
+    assert_eq!(config.checks["named"].services, ["portless"]);
+
+    let err = load_text(&dir, &text.replace(":8080", ":{port}")).unwrap_err();
+    let [only] = err.diagnostics() else {
+        panic!("{err}")
+    };
+    assert_eq!(only.key.as_deref(), Some("checks.named.url"));
+    assert!(
+        only.message.contains("service `portless` has no `port`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn methods_are_case_insensitive_and_stored_upper_case() {
+    let dir = tempfile::tempdir().unwrap();
+    for (written, method) in [("get", "GET"), ("Post", "POST"), ("OPTIONS", "OPTIONS")] {
+        let text = format!(
+            "{ONE_SERVICE}[checks.h]\nkind = \"http\"\nurl = \"http://{{host}}:{{port}}/\"\n\
+             method = \"{written}\"\n"
+        );
+        let config = load_text(&dir, &text).unwrap_or_else(|err| panic!("{err}"));
+        let CheckKind::Http { method: got, .. } = &config.checks["h"].kind else {
+            panic!()
+        };
+        assert_eq!(got, method);
+    }
+}
+
 /// The reference must document every key the parser accepts; this keeps the two from drifting.
 #[test]
 fn the_reference_documents_every_key() {
@@ -635,19 +1181,26 @@ fn the_reference_documents_every_key() {
         "/docs/config-reference.md"
     ))
     .unwrap();
-    let tables: [(&str, &[&str]); 5] = [
+    let tables: [(&str, &[&str]); 11] = [
         ("top level", RawFile::KEYS),
+        ("a check file's top level", RawCheckFile::KEYS),
         ("[supervisor]", RawSupervisor::KEYS),
         ("[groups.NAME]", RawGroup::KEYS),
+        ("[groups.NAME.recovery]", RawRecovery::KEYS),
         ("[services.NAME]", RawService::KEYS),
         ("[services.NAME.backoff]", RawBackoff::KEYS),
+        ("[alerts]", RawAlerts::KEYS),
+        ("[checks.NAME]", RawCheck::KEYS),
+        ("on_fail", RawOnFail::KEYS),
+        ("[[checks.NAME.pattern]]", RawPattern::KEYS),
     ];
     for (table, keys) in tables {
         for key in keys {
             assert!(
                 reference.contains(&format!("| `{key}` |"))
                     || reference.contains(&format!("`[{key}]`"))
-                    || reference.contains(&format!("`[{key}.NAME]`")),
+                    || reference.contains(&format!("`[{key}.NAME]`"))
+                    || reference.contains(&format!("`[[checks.NAME.{key}]]`")),
                 "docs/config-reference.md does not document `{key}` of {table}"
             );
         }
@@ -674,6 +1227,12 @@ fn the_reference_example_is_valid() {
     assert_eq!(config.services.len(), 2);
     assert_eq!(config.group_of("send_media").unwrap().max_starts, 3);
     assert_eq!(config.supervisor.socket_mode, 0o660);
+    assert_eq!(
+        config.groups["telegram"].recovery.cooldown,
+        Duration::from_secs(300)
+    );
+    assert!(config.alerts.webhook.is_some());
+    assert!(config.checks["cache"].readiness);
 }
 
 /// Odd but possible inputs give diagnostics (or a config), never a panic.
@@ -691,6 +1250,17 @@ fn odd_inputs_are_handled() {
         "[services.a]\ncommand = \"x\"\nfactor = nan\nbackoff = { factor = nan }\n",
         "services.a.command = \"x\"\nservices.a.backoff.max = \"1s\"\n",
         "[groups.g]\nmax_starts = 1\nwindow = \"1h\"\n[services.a]\ncommand = \"x\"\ngroup = \"g\"\n",
+        "checks = []\nalerts = 1\n",
+        "[checks.x]\nkind = 5\nservices = \"a\"\n",
+        "[[checks.x.pattern]]\nname = \"p\"\n",
+        "[checks.x]\nkind = \"log\"\npattern = [1, { regex = \"(\" }, { name = \"\", regex = \"\", group_by = 1 }]\n",
+        "[checks.x]\nkind = \"json\"\nurl = \"http://x/\"\npointer = \"/\"\nmin = nan\nmax = inf\n",
+        "[checks.x]\nkind = \"http\"\nurl = \"http://{host}:{port}/{}{{}}\"\n",
+        "[checks.x]\nkind = \"tcp\"\naddress = \":\"\nservices = [\"*\"]\n",
+        "[checks.x]\nkind = \"exec\"\ncommand = [\"/\", \"\"]\n",
+        "[checks.x]\nkind = \"process\"\nmax_rss = -1\nmax_cpu = -0.0\n",
+        "[checks.\"\"]\nkind = \"tcp\"\n[checks.é]\nkind = \"tcp\"\n",
+        "[alerts]\nwebhook = \"http://\"\n[groups.g.recovery]\nauto = 1\n",
     ];
     for text in cases {
         match parse(path, text) {

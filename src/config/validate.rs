@@ -1,27 +1,32 @@
 //! Raw -> validated configuration: types, ranges, units, names, cross-references, defaults and path
 //! resolution, with every problem collected into one [`Report`].
 //!
-//! Each table has one function here (`supervisor`, `group`, `service`, `backoff`), as do keys with
-//! rules of their own (`command`, `env`, `stop_signal`, `socket_mode`, ...); the generic readers for
+//! Each table has one function here (`supervisor`, `group`, `recovery`, `service`, `backoff`,
+//! `alerts`), as do keys with rules of their own (`command`, `env`, `stop_signal`, `socket_mode`, ...);
+//! checks and the drop-in check files are validated in `checks.rs`, and the generic readers for
 //! strings, integers, durations, sizes and paths are in `values.rs`. A problem in one
 //! value never stops the others from being checked: a bad value is reported and replaced by its
 //! default so validation can go on; the report, not the half-built `Config`, decides the result.
 //!
-//! Reads the env files named in the config (they are part of it) and checks that `cwd` directories
-//! exist; creates nothing and touches nothing else on disk.
+//! Reads the env files named in the config and the check files in `checks_dir` (they are part of it),
+//! and checks that `cwd` directories and exec check programs exist; creates nothing and touches
+//! nothing else on disk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::checks::{CheckSet, Targets};
 use super::duration::format_duration;
 use super::envfile::{is_env_name, parse_env_file};
 use super::error::Report;
 use super::raw::{
-    self, Field, RawBackoff, RawFile, RawGroup, RawService, RawSupervisor, Span, Table, Value,
+    self, Field, RawAlerts, RawBackoff, RawFile, RawGroup, RawRecovery, RawService, RawSupervisor,
+    Span, Table, Value,
 };
 use super::suggest::did_you_mean;
+use super::values::{normalize, SizeRule};
 use super::{
     AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, RecoveryConfig, RestartMode,
     ServiceConfig, SupervisorSettings,
@@ -32,7 +37,11 @@ const DEFAULT_STATE_DIR: &str = "state";
 const DEFAULT_LOG_DIR: &str = "logs";
 const SOCKET_FILE: &str = "tend.sock";
 const DEFAULT_MAX_LOG_SIZE: u64 = 10 * 1024 * 1024;
-const MIN_LOG_SIZE: u64 = 4 * 1024;
+const LOG_SIZE_RULE: SizeRule = SizeRule {
+    min: 4 * 1024,
+    min_text: "4KiB",
+    why: "rotating smaller files would churn the disk for no benefit",
+};
 const DEFAULT_LOG_KEEP: i64 = 5;
 const LOG_KEEP_RANGE: RangeInclusive<i64> = 1..=100;
 const LOG_KEEP_MEANING: &str = "log_keep is how many rotated log files are kept";
@@ -45,6 +54,17 @@ const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
 const BACKOFF_FACTOR_RANGE: RangeInclusive<f64> = 1.0..=10.0;
 const DEFAULT_GIVE_UP_AFTER: u32 = 5;
+const DEFAULT_CHECKS_DIR: &str = "checks";
+const DEFAULT_RECOVERY: RecoveryConfig = RecoveryConfig {
+    cooldown: Duration::from_secs(5 * 60),
+    margin: Duration::from_secs(30),
+    pause: Duration::from_secs(60),
+    ready_timeout: Duration::from_secs(10 * 60),
+    auto: true,
+};
+const DEFAULT_ALERT_RETRIES: u32 = 3;
+const ALERT_RETRIES_RANGE: RangeInclusive<i64> = 0..=100;
+const DEFAULT_ALERT_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// `sun_path` is 108 bytes on Linux, one of which is the terminating NUL.
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
@@ -75,51 +95,57 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let root = match raw::parse(text) {
         Ok(root) => root,
         Err(err) => {
-            let message = err.message.lines().collect::<Vec<_>>().join(", ");
-            v.report.error(
-                err.span,
-                None,
-                format!("TOML syntax error: {message}"),
-                Some(
-                    "fix the syntax here first (strings need double quotes, e.g. \
-                     start_grace = \"5s\"); nothing else was checked"
-                        .to_string(),
-                ),
-            );
+            v.syntax_error(err, "nothing else was checked");
             return Err(v.report.into_error());
         }
     };
 
     let file = RawFile::read(&root, "", &mut v.report);
-    let supervisor = v.supervisor(file.supervisor.as_ref());
+    let (supervisor, mut check_files) = v.supervisor(file.supervisor.as_ref());
+    // `checks_dir = "."` lists supervisor.toml itself, which is not a check file.
+    check_files.retain(|file| normalize(file) != normalize(&source));
     let groups = v.groups(file.groups.as_ref());
-    let declared_groups: BTreeSet<&str> = match file.groups.as_ref().map(|f| &f.node.value) {
-        Some(Value::Table(table)) => table.entries.iter().map(|e| e.key.as_str()).collect(),
-        _ => BTreeSet::new(),
-    };
+    let declared_groups = table_keys(file.groups.as_ref());
     let known = Known {
         supervisor: &supervisor,
         groups: &groups,
         declared_groups: &declared_groups,
     };
     let services = v.services(file.services.as_ref(), &known);
+    let alerts = v.alerts(file.alerts.as_ref());
+
+    let declared_services = table_keys(file.services.as_ref());
+    let targets = Targets {
+        services: &services,
+        declared: &declared_services,
+    };
+    let mut checks = CheckSet::default();
+    v.checks(file.checks.as_ref(), &source, &targets, &mut checks);
+    // Drop-ins last: their diagnostics follow supervisor.toml's, and a name clash is reported at
+    // the later definition, naming the earlier one.
+    v.drop_in_checks(path, &check_files, &targets, &mut checks);
     v.report.finish()?;
     Ok(Config {
         source,
         supervisor,
         services,
         groups,
-        // TODO(checks config): parsed from [checks.NAME], checks_dir/*.toml and [alerts].
-        checks: BTreeMap::new(),
-        alerts: AlertSettings {
-            webhook: None,
-            retries: 3,
-            retry_delay: Duration::from_secs(2),
-        },
+        checks: checks.into_checks(),
+        alerts,
     })
 }
 
-/// Whether `name` may name a service or a group.
+/// The keys of a top-level table such as [groups] or [services], including rejected ones: something
+/// that refers to a key whose own table was rejected has been reported already, and "no such group"
+/// about it would point at the wrong line.
+fn table_keys<'f>(field: Option<&Field<'f>>) -> BTreeSet<&'f str> {
+    match field.map(|f| &f.node.value) {
+        Some(Value::Table(table)) => table.entries.iter().map(|e| e.key.as_str()).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Whether `name` may name a service, a group or a check.
 pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -137,16 +163,31 @@ struct Known<'k> {
 
 /// Walks the raw tables, reporting problems and building the validated values. Typed readers for
 /// single values live in `values.rs`.
-pub(super) struct Validator<'a> {
-    pub(super) report: Report<'a>,
-    /// Relative paths in the file are resolved against this (the file's own directory).
+pub(super) struct Validator {
+    pub(super) report: Report,
+    /// Relative paths in the file being read are resolved against this (the file's own directory).
     pub(super) config_dir: PathBuf,
 }
 
-impl Validator<'_> {
+impl Validator {
+    /// A TOML syntax error in the file being read; `rest` says what that means for the others.
+    pub(super) fn syntax_error(&mut self, err: raw::SyntaxError, rest: &str) {
+        let message = err.message.lines().collect::<Vec<_>>().join(", ");
+        self.report.error(
+            err.span,
+            None,
+            format!("TOML syntax error: {message}"),
+            Some(format!(
+                "fix the syntax here first (strings need double quotes, e.g. start_grace = \
+                 \"5s\"); {rest}"
+            )),
+        );
+    }
+
     // ----- tables -------------------------------------------------------------------------------
 
-    fn supervisor(&mut self, field: Option<&Field>) -> SupervisorSettings {
+    /// `[supervisor]`, and the check files found in its `checks_dir` (in name order).
+    fn supervisor(&mut self, field: Option<&Field>) -> (SupervisorSettings, Vec<PathBuf>) {
         let empty = Table::default();
         let table = field
             .and_then(|f| self.table(f, "a [supervisor] header followed by its keys"))
@@ -175,7 +216,12 @@ impl Validator<'_> {
             }
         };
 
-        SupervisorSettings {
+        let checks_dir = self
+            .path(raw.checks_dir.as_ref())
+            .unwrap_or_else(|| self.config_dir.join(DEFAULT_CHECKS_DIR));
+        let check_files = self.check_files(&checks_dir, raw.checks_dir.as_ref());
+
+        let settings = SupervisorSettings {
             socket,
             socket_mode: self
                 .socket_mode(raw.socket_mode.as_ref())
@@ -184,7 +230,7 @@ impl Validator<'_> {
             state_dir,
             log_dir,
             max_log_size: self
-                .size(raw.max_log_size.as_ref(), MIN_LOG_SIZE)
+                .size(raw.max_log_size.as_ref(), &LOG_SIZE_RULE)
                 .unwrap_or(DEFAULT_MAX_LOG_SIZE),
             log_keep: to_usize(
                 self.integer(raw.log_keep.as_ref(), LOG_KEEP_RANGE, LOG_KEEP_MEANING)
@@ -198,8 +244,9 @@ impl Validator<'_> {
                 )
                 .unwrap_or(DEFAULT_LOG_RING_LINES),
             ),
-            checks_dir: self.config_dir.join("checks"),
-        }
+            checks_dir,
+        };
+        (settings, check_files)
     }
 
     fn groups(&mut self, field: Option<&Field>) -> BTreeMap<String, GroupConfig> {
@@ -260,13 +307,39 @@ impl Validator<'_> {
                 .unwrap_or(Duration::ZERO),
             max_starts: u32::try_from(max_starts).unwrap_or(0),
             window: window.unwrap_or(Duration::ZERO),
-            recovery: RecoveryConfig {
-                cooldown: Duration::from_secs(300),
-                margin: Duration::from_secs(30),
-                pause: Duration::from_secs(60),
-                ready_timeout: Duration::from_secs(600),
-                auto: true,
-            },
+            recovery: self.recovery(raw.recovery.as_ref()),
+        }
+    }
+
+    fn recovery(&mut self, field: Option<&Field>) -> RecoveryConfig {
+        let Some(field) = field else {
+            return DEFAULT_RECOVERY;
+        };
+        let how = "a [groups.NAME.recovery] header or recovery = { cooldown = \"5m\" }";
+        let Some(table) = self.table(field, how) else {
+            return DEFAULT_RECOVERY;
+        };
+        let raw = RawRecovery::read(table, &field.path, &mut self.report);
+        RecoveryConfig {
+            cooldown: self
+                .duration(raw.cooldown.as_ref())
+                .unwrap_or(DEFAULT_RECOVERY.cooldown),
+            margin: self
+                .duration(raw.margin.as_ref())
+                .unwrap_or(DEFAULT_RECOVERY.margin),
+            pause: self
+                .duration(raw.pause.as_ref())
+                .unwrap_or(DEFAULT_RECOVERY.pause),
+            ready_timeout: self
+                .positive_duration(
+                    raw.ready_timeout.as_ref(),
+                    "ready_timeout is how long a started member may take to become ready before \
+                     the recovery goes on, e.g. ready_timeout = \"10m\"",
+                )
+                .unwrap_or(DEFAULT_RECOVERY.ready_timeout),
+            auto: self
+                .boolean(raw.auto.as_ref())
+                .unwrap_or(DEFAULT_RECOVERY.auto),
         }
     }
 
@@ -385,7 +458,7 @@ impl Validator<'_> {
                 .duration(raw.min_restart_interval.as_ref())
                 .unwrap_or(Duration::ZERO),
             max_log_size: self
-                .size(raw.max_log_size.as_ref(), MIN_LOG_SIZE)
+                .size(raw.max_log_size.as_ref(), &LOG_SIZE_RULE)
                 .unwrap_or(known.supervisor.max_log_size),
             log_keep: self
                 .integer(raw.log_keep.as_ref(), LOG_KEEP_RANGE, LOG_KEEP_MEANING)
@@ -457,9 +530,71 @@ impl Validator<'_> {
         }
     }
 
+    fn alerts(&mut self, field: Option<&Field>) -> AlertSettings {
+        let defaults = AlertSettings {
+            webhook: None,
+            retries: DEFAULT_ALERT_RETRIES,
+            retry_delay: DEFAULT_ALERT_RETRY_DELAY,
+        };
+        let Some(table) =
+            field.and_then(|f| self.table(f, "an [alerts] header followed by its keys"))
+        else {
+            return defaults;
+        };
+        let raw = RawAlerts::read(table, "alerts", &mut self.report);
+        AlertSettings {
+            webhook: raw.webhook.as_ref().and_then(|f| self.webhook(f)),
+            retries: self
+                .integer(
+                    raw.retries.as_ref(),
+                    ALERT_RETRIES_RANGE,
+                    "retries is how many more times a failed alert delivery is tried",
+                )
+                .map_or(defaults.retries, |n| {
+                    u32::try_from(n).unwrap_or(defaults.retries)
+                }),
+            retry_delay: self
+                .positive_duration(
+                    raw.retry_delay.as_ref(),
+                    "retry_delay is the wait before the first retry; it doubles after each, e.g. \
+                     retry_delay = \"2s\"",
+                )
+                .unwrap_or(defaults.retry_delay),
+        }
+    }
+
+    fn webhook(&mut self, field: &Field) -> Option<String> {
+        const HELP: &str = "write the full URL of the receiver, e.g. webhook = \
+                            \"https://n8n.example.com/webhook/tend\"; remove the key to keep alerts \
+                            in tend's log and status page only";
+        let text = self.string(field)?;
+        match reqwest::Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                Some(text.to_string())
+            }
+            Ok(url) => {
+                self.value_error(
+                    field,
+                    format!("`{}:` URLs cannot receive alerts", url.scheme()),
+                    Some(format!("use an http:// or https:// URL; {HELP}")),
+                );
+                None
+            }
+            Err(err) => {
+                self.value_error(
+                    field,
+                    format!("not a valid URL: {err}"),
+                    Some(HELP.to_string()),
+                );
+                None
+            }
+        }
+    }
+
     // ----- service keys with their own rules ----------------------------------------------------
 
-    fn command(&mut self, field: &Field) -> Vec<String> {
+    /// argv of a service or an exec check; reports an empty or malformed command.
+    pub(super) fn command(&mut self, field: &Field) -> Vec<String> {
         const HELP: &str = "write the program and its arguments, e.g. command = [\"python3\", \
                             \"send_text.py\"] or command = \"python3 send_text.py\"";
         let argv = match &field.node.value {
@@ -584,8 +719,7 @@ impl Validator<'_> {
         }
     }
 
-    /// `declared` holds every key under [groups], valid or not: a group whose own table was
-    /// rejected has been reported already, and "no such group" about it would point at the wrong line.
+    /// `declared` holds every key under [groups], valid or not (see [`table_keys`]).
     fn group_ref(
         &mut self,
         field: &Field,
@@ -775,8 +909,8 @@ impl Validator<'_> {
 
     // ----- names --------------------------------------------------------------------------------
 
-    /// Checks a service or group name (the table key); reports and returns false when invalid.
-    fn check_name(&mut self, field: &Field, what: &str) -> bool {
+    /// Checks a service, group or check name (the table key); reports and returns false when invalid.
+    pub(super) fn check_name(&mut self, field: &Field, what: &str) -> bool {
         if is_valid_name(field.name) {
             return true;
         }

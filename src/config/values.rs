@@ -14,7 +14,7 @@ use super::suggest::did_you_mean;
 use super::validate::Validator;
 use super::{parse_duration, parse_size};
 
-impl Validator<'_> {
+impl Validator {
     // ----- typed values -------------------------------------------------------------------------
 
     /// The table under `field`; `how` shows how to write it, for the help line.
@@ -128,7 +128,51 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn size(&mut self, field: Option<&Field>, min: u64) -> Option<u64> {
+    /// A duration longer than zero; `meaning` says what it is, for the help line.
+    pub(super) fn positive_duration(
+        &mut self,
+        field: Option<&Field>,
+        meaning: &str,
+    ) -> Option<Duration> {
+        let duration = self.duration(field)?;
+        if duration.is_zero() {
+            if let Some(field) = field {
+                self.value_error(field, "must be longer than 0s", Some(meaning.to_string()));
+            }
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// A finite number; a TOML integer is accepted as well (`min = 1`).
+    pub(super) fn number(&mut self, field: Option<&Field>, example: &str) -> Option<f64> {
+        let field = field?;
+        #[allow(clippy::cast_precision_loss)] // integers in thresholds are far below 2^53
+        let number = match &field.node.value {
+            Value::Float(f) => *f,
+            Value::Integer(i) => *i as f64,
+            Value::String(text) if text.trim().parse::<f64>().is_ok() => {
+                let help = format!("remove the quotes: {} = {}", field.name, text.trim());
+                self.type_error(field, "a number", Some(help));
+                return None;
+            }
+            _ => {
+                self.type_error(field, "a number", Some(format!("e.g. {example}")));
+                return None;
+            }
+        };
+        if !number.is_finite() {
+            self.value_error(
+                field,
+                "must be a finite number",
+                Some(format!("e.g. {example}")),
+            );
+            return None;
+        }
+        Some(number)
+    }
+
+    pub(super) fn size(&mut self, field: Option<&Field>, rule: &SizeRule) -> Option<u64> {
         let field = field?;
         let example =
             "e.g. \"512KiB\", \"10MB\", \"1GiB\" (KB/MB/GB = 1000^n, KiB/MiB/GiB = 1024^n), \
@@ -162,11 +206,11 @@ impl Validator<'_> {
                 return None;
             }
         };
-        if bytes < min {
+        if bytes < rule.min {
             self.value_error(
                 field,
-                format!("must be at least 4KiB ({min} bytes)"),
-                Some("rotating smaller files would churn the disk for no benefit".to_string()),
+                format!("must be at least {} ({} bytes)", rule.min_text, rule.min),
+                Some(rule.why.to_string()),
             );
             return None;
         }
@@ -283,9 +327,17 @@ impl Validator<'_> {
     }
 }
 
+/// The smallest size a key accepts, and why, for its message.
+pub(super) struct SizeRule {
+    pub min: u64,
+    /// `min` as the operator would write it ("4KiB").
+    pub min_text: &'static str,
+    pub why: &'static str,
+}
+
 /// Removes `.` components ("./logs" -> "logs") without touching the file system. `..` is kept:
 /// resolving it lexically would be wrong across symlinks.
-fn normalize(path: &Path) -> PathBuf {
+pub(super) fn normalize(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()
