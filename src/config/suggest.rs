@@ -20,7 +20,7 @@ pub(crate) fn did_you_mean<'c>(
         } else {
             strsim::jaro_winkler(&wanted, &normalize(candidate))
         };
-        if score >= MIN_SIMILARITY && best.map_or(true, |(top, _)| score > top) {
+        if score >= MIN_SIMILARITY && best.is_none_or(|(top, _)| score > top) {
             best = Some((score, candidate));
         }
     }
