@@ -47,17 +47,27 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         tracing::warn!("cannot become child subreaper ({err}); orphans of services go to init");
     }
     let config = Arc::new(config);
-    let (supervisor, handle) =
-        core::Supervisor::new(config.clone(), clock::Clock::new(), shutdown.clone())?;
+    let clock = clock::Clock::new();
+    let (supervisor, handle) = core::Supervisor::new(config.clone(), clock, shutdown.clone())?;
     tracing::info!(
         socket = %socket.path().display(),
         services = config.services.len(),
         "tend is up"
     );
-    let control = tokio::spawn(socket.serve(handle.clone(), shutdown.clone()));
-    supervisor.run().await;
+    let core = tokio::spawn(supervisor.run());
+    let (monitor, checks) =
+        checks::monitor::spawn(config.clone(), handle.clone(), clock, shutdown.clone()).await;
+    let context = control::server::Context {
+        core: handle.clone(),
+        monitor,
+        config: config.clone(),
+        http: reqwest::Client::new(),
+    };
+    let control = tokio::spawn(socket.serve(context, shutdown.clone()));
+    let _ = core.await;
     // The core ends on a shutdown command too; make sure every other task follows.
     shutdown.cancel();
     let _ = control.await;
+    checks.wait().await;
     Ok(())
 }

@@ -89,6 +89,25 @@ enum Cmd {
     },
     /// Stop every service and the daemon.
     Shutdown,
+    /// The staged flood-wait recovery of a group: stop all, cool down, start one at a time.
+    Recover {
+        group: String,
+        /// Cancel the running recovery; services are left as they are.
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Ask services to reload their dialog cache (POST /reload_cache); gated like a start.
+    ReloadCache(ActionArgs),
+    /// Every check on every service with its last result.
+    Checks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A full check now: state, port, health, cache, errors, failing chats, flood waits; with advice.
+    Diagnose {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that the configuration is valid, print every problem.
     Check,
     /// The Telethon service emulator (same as the `tend-sim` binary).
@@ -282,6 +301,19 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             follow,
         },
         Cmd::Shutdown => Request::Shutdown,
+        Cmd::Recover { group, cancel } => Request::Recover { group, cancel },
+        Cmd::ReloadCache(a) => Request::ReloadCache {
+            names: a.names,
+            force: a.force,
+        },
+        Cmd::Checks { json } => {
+            json_out = json;
+            Request::Checks
+        }
+        Cmd::Diagnose { json } => {
+            json_out = json;
+            Request::Diagnose
+        }
         Cmd::Up | Cmd::Check | Cmd::Sim(_) => unreachable!("handled before connecting"),
     };
     let follow = matches!(request, Request::Logs { follow: true, .. });
@@ -307,6 +339,13 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                 } else {
                     let now = Clock::new().now_ms();
                     write!(out, "{}", render_status(&snapshot.services, now))?;
+                    for r in snapshot
+                        .recoveries
+                        .iter()
+                        .filter(|r| !r.recovery.is_finished())
+                    {
+                        writeln!(out, "recovery: {}", r.summary)?;
+                    }
                 }
                 return Ok(exit::OK);
             }
@@ -336,6 +375,28 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                 writeln!(out, "{message}")?;
                 return Ok(exit::OK);
             }
+            Response::Checks { checks } => {
+                if json_out {
+                    serde_json::to_writer_pretty(&mut out, &checks)?;
+                    writeln!(out)?;
+                } else {
+                    let now = Clock::new().now_ms();
+                    write!(out, "{}", render_checks(&checks, now))?;
+                }
+                return Ok(exit::OK);
+            }
+            Response::Diagnosis { diagnosis } => {
+                if json_out {
+                    serde_json::to_writer_pretty(&mut out, &diagnosis)?;
+                    writeln!(out)?;
+                } else {
+                    write!(out, "{}", tend::checks::diagnose::render(&diagnosis))?;
+                }
+                return Ok(match diagnosis.verdict {
+                    tend::checks::probe::Status::Ok => exit::OK,
+                    _ => exit::FAILED,
+                });
+            }
             Response::Pong { version, pid } => {
                 writeln!(out, "tend {version} (pid {pid})")?;
                 return Ok(exit::OK);
@@ -349,6 +410,62 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+fn render_checks(rows: &[tend::control::protocol::CheckRow], now: i64) -> String {
+    let header = [
+        "CHECK", "SERVICE", "KIND", "EVERY", "ON FAIL", "STATUS", "FAILS", "AGE", "MESSAGE",
+    ];
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let (status, fails, age, message) = match &r.last {
+                Some(v) => (
+                    v.status.to_string(),
+                    format!("{}{}", v.failures, if v.alerting { " ALERT" } else { "" }),
+                    human_ms(now - v.at_ms),
+                    v.message.clone(),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "no result yet".into()),
+            };
+            vec![
+                r.check.clone(),
+                r.service.clone(),
+                r.kind.clone(),
+                human_ms(r.interval_ms as i64),
+                r.action.clone(),
+                status,
+                fails,
+                age,
+                message,
+            ]
+        })
+        .collect();
+    render_table(&header, &table)
+}
+
+fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
 }
 
 /// The supervisorctl-like table.
@@ -421,6 +538,9 @@ fn render_status(services: &[ServiceStatus], now: i64) -> String {
     line(header.to_vec(), &mut out);
     for (row, s) in rows.iter().zip(services) {
         line(row.iter().map(String::as_str).collect(), &mut out);
+        if let Some(until) = s.flood_until_ms.filter(|t| *t > now) {
+            out.push_str(&format!("  └ flood wait, {} left\n", human_ms(until - now)));
+        }
         if let Some(message) = &s.message {
             out.push_str(&format!("  └ {message}\n"));
         }

@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{ActionResult, Snapshot};
+use crate::checks::diagnose::Diagnosis;
+use crate::core::{ActionResult, CheckView, Snapshot};
 use crate::logs::{LogLine, Stream};
 
 /// Bumped on any incompatible change; a daemon answers other versions with `unsupported_version`.
@@ -49,6 +50,22 @@ pub enum Request {
         follow: bool,
     },
     Shutdown,
+    /// The staged flood-wait recovery of a group (or cancel the running one).
+    Recover {
+        group: String,
+        #[serde(default)]
+        cancel: bool,
+    },
+    /// `POST /reload_cache` on services; gated like a start unless `force`.
+    ReloadCache {
+        names: Vec<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Every check on every service with its last result.
+    Checks,
+    /// A full check now, with a verdict and advice.
+    Diagnose,
 }
 
 fn default_lines() -> usize {
@@ -88,10 +105,28 @@ pub enum Response {
     Ok {
         message: String,
     },
+    Checks {
+        checks: Vec<CheckRow>,
+    },
+    Diagnosis {
+        diagnosis: Diagnosis,
+    },
     Error {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// One check on one service, for `tend checks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRow {
+    pub check: String,
+    pub service: String,
+    pub kind: String,
+    pub interval_ms: u64,
+    pub action: String,
+    /// None until its first result.
+    pub last: Option<CheckView>,
 }
 
 /// A request or response with its protocol version, as sent on the wire.

@@ -7,8 +7,21 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{self, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
+use std::sync::Arc;
+
+use super::protocol::{self, CheckRow, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
+use crate::checks::monitor::MonitorHandle;
+use crate::config::{CheckKind, Config, FailAction};
 use crate::core::{ActionResult, CoreHandle, Snapshot};
+
+/// What a connection handler may use: the core, the checks, the configuration.
+#[derive(Clone)]
+pub struct Context {
+    pub core: CoreHandle,
+    pub monitor: MonitorHandle,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -97,15 +110,15 @@ impl ControlSocket {
 
     /// Serves connections until `shutdown` fires. Each connection gets its own task; a misbehaving client
     /// only ever affects itself.
-    pub async fn serve(self, core: CoreHandle, shutdown: CancellationToken) {
+    pub async fn serve(self, ctx: Context, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        let core = core.clone();
+                        let ctx = ctx.clone();
                         let shutdown = shutdown.clone();
                         tokio::spawn(async move {
-                            if let Err(err) = handle_connection(stream, core, shutdown).await {
+                            if let Err(err) = handle_connection(stream, ctx, shutdown).await {
                                 tracing::debug!("control connection ended: {err}");
                             }
                         });
@@ -123,9 +136,10 @@ impl ControlSocket {
 
 async fn handle_connection(
     stream: UnixStream,
-    core: CoreHandle,
+    ctx: Context,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let core = &ctx.core;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
@@ -165,9 +179,9 @@ async fn handle_connection(
             follow: true,
         } = &request
         {
-            return follow_logs(&core, name, *lines, *stream, &mut write, &shutdown).await;
+            return follow_logs(core, name, *lines, *stream, &mut write, &shutdown).await;
         }
-        let reply = handle_request(&core, request).await;
+        let reply = handle_request(&ctx, request).await;
         write.write_all(protocol::encode(&reply).as_bytes()).await?;
     }
 }
@@ -216,8 +230,9 @@ fn resolve_names(
     Ok(names.to_vec())
 }
 
-async fn handle_request(core: &CoreHandle, request: Request) -> Response {
+async fn handle_request(ctx: &Context, request: Request) -> Response {
     const BY: &str = "control socket";
+    let core = &ctx.core;
     let Ok(snapshot) = core.status().await else {
         return gone();
     };
@@ -270,6 +285,34 @@ async fn handle_request(core: &CoreHandle, request: Request) -> Response {
             Ok(None) => unknown_service(&snapshot, &name),
             Err(_) => gone(),
         },
+        Request::Recover { group, cancel } => {
+            let result = if cancel {
+                core.cancel_recovery(&group, BY).await
+            } else {
+                core.recover(&group, BY).await
+            };
+            match result {
+                Ok(r) => Response::Actions { results: vec![r] },
+                Err(_) => gone(),
+            }
+        }
+        Request::ReloadCache { names, force } => {
+            run_actions(core, &snapshot, &names, move |c, n| async move {
+                c.reload_cache(&n, force, BY).await
+            })
+            .await
+        }
+        Request::Checks => Response::Checks {
+            checks: check_rows(&ctx.config, &snapshot),
+        },
+        Request::Diagnose => {
+            match crate::checks::diagnose::diagnose(&ctx.config, core, &ctx.monitor, &ctx.http)
+                .await
+            {
+                Some(diagnosis) => Response::Diagnosis { diagnosis },
+                None => gone(),
+            }
+        }
         Request::Shutdown => {
             // Answer first: the core only replies once every service is down, and the client should know
             // the request was taken even if it does not wait that long.
@@ -282,6 +325,44 @@ async fn handle_request(core: &CoreHandle, request: Request) -> Response {
             }
         }
     }
+}
+
+fn check_rows(config: &Config, snapshot: &Snapshot) -> Vec<CheckRow> {
+    let mut rows = Vec::new();
+    for check in config.checks.values() {
+        for service in &check.services {
+            let last = snapshot
+                .services
+                .iter()
+                .find(|s| &s.name == service)
+                .and_then(|s| s.checks.iter().find(|c| c.check == check.name))
+                .cloned();
+            rows.push(CheckRow {
+                check: check.name.clone(),
+                service: service.clone(),
+                kind: match check.kind {
+                    CheckKind::Http { .. } => "http",
+                    CheckKind::Json { .. } => "json",
+                    CheckKind::Log { .. } => "log",
+                    CheckKind::Tcp { .. } => "tcp",
+                    CheckKind::Process { .. } => "process",
+                    CheckKind::Exec { .. } => "exec",
+                }
+                .to_string(),
+                interval_ms: check.interval.as_millis() as u64,
+                action: match check.on_fail.action {
+                    FailAction::None => "none",
+                    FailAction::Alert => "alert",
+                    FailAction::Restart => "restart",
+                    FailAction::ReloadCache => "reload_cache",
+                    FailAction::FloodRecover => "flood_recover",
+                }
+                .to_string(),
+                last,
+            });
+        }
+    }
+    rows
 }
 
 fn unknown_service(snapshot: &Snapshot, name: &str) -> Response {

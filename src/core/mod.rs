@@ -129,6 +129,9 @@ pub struct ServiceStatus {
     /// A flood wait the service reported runs until then (logs or `/stats`).
     #[serde(default)]
     pub flood_until_ms: Option<Millis>,
+    /// Starts (not cache reloads) in the last 24 hours.
+    #[serde(default)]
+    pub starts_24h: u32,
 }
 
 /// The core's view of one check on one service.

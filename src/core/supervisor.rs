@@ -1501,6 +1501,17 @@ impl Supervisor {
                     checks: s.checks.values().filter_map(|c| c.last.clone()).collect(),
                     ready: s.ready,
                     flood_until_ms: s.flood_until.filter(|t| *t > now),
+                    starts_24h: persisted
+                        .map(|p| {
+                            p.starts
+                                .iter()
+                                .filter(|r| {
+                                    now - r.at_ms < 24 * 3600 * 1000
+                                        && !matches!(r.reason, StartReason::ReloadCache { .. })
+                                })
+                                .count() as u32
+                        })
+                        .unwrap_or(0),
                 }
             })
             .collect();

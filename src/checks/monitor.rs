@@ -1,0 +1,595 @@
+//! The check runtime: one task per (check, service) that measures on its interval, and one analyzer per
+//! service that turns its log lines (and `/stats` error entries) into classified, counted records.
+//!
+//! Every result goes to the core ([`CoreHandle::report`]) and to the [`History`]; flood waits seen in
+//! logs or `/stats` go to the core as [`CoreHandle::flood`]. Nothing here decides what to do about a
+//! result, and a slow or hung check only ever delays itself: each runs in its own task under its own
+//! timeout.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::classify::{PatternSet, PatternSpec, Severity};
+use super::history::{History, Point, Series};
+use super::probe::{self, json::EventCursor, ProbeResult, Status};
+use super::records::{RecordAssembler, RecordLimits};
+use super::stats::{ErrorStats, ErrorTotals, GroupRow, TypeSummary};
+use crate::clock::{Clock, Millis};
+use crate::config::{CheckConfig, CheckKind, Config, PatternConfig};
+use crate::core::{CheckReport, CoreHandle, Event, ServiceStatus};
+use crate::logs::{SharedLine, Stream};
+
+/// Samples kept per error type.
+const SAMPLES_PER_TYPE: usize = 5;
+/// How far back error counts can be asked for.
+const STATS_KEEP_MS: Millis = 25 * 60 * 60 * 1000;
+
+/// Everything known about one service's errors, for the page and `tend diagnose`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub service: String,
+    pub totals: ErrorTotals,
+    pub types: Vec<TypeSummary>,
+    /// `group_by` tables by pattern name (e.g. the chat ids of "Cannot find chat").
+    pub groups: BTreeMap<String, Vec<GroupRow>>,
+    /// The longest flood wait in the last 24 hours: (seconds, when).
+    pub longest_flood: Option<(u64, Millis)>,
+}
+
+enum AnalyzerMsg {
+    /// New `/stats` `last_errors` entries.
+    Entries(Vec<probe::json::ErrorEntry>),
+    Report(oneshot::Sender<ErrorReport>),
+    /// Evaluate a `log` check over its window.
+    Evaluate {
+        critical: Vec<String>,
+        window: Duration,
+        reply: oneshot::Sender<ProbeResult>,
+    },
+}
+
+/// Queries into the running checks.
+#[derive(Debug, Clone)]
+pub struct MonitorHandle {
+    analyzers: BTreeMap<String, mpsc::Sender<AnalyzerMsg>>,
+    history: History,
+}
+
+impl std::fmt::Debug for AnalyzerMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnalyzerMsg")
+    }
+}
+
+impl MonitorHandle {
+    pub async fn errors(&self, service: &str) -> Option<ErrorReport> {
+        let tx = self.analyzers.get(service)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(AnalyzerMsg::Report(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn history(&self, since_ms: Millis) -> Vec<Series> {
+        self.history.query(since_ms).await
+    }
+}
+
+/// Starts every check and analyzer; they stop when `shutdown` fires. Wait on the tracker to know they
+/// are done (the history saves last).
+pub async fn spawn(
+    config: Arc<Config>,
+    core: CoreHandle,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> (MonitorHandle, TaskTracker) {
+    let tracker = TaskTracker::new();
+    let (history, history_task) =
+        History::spawn(config.supervisor.state_dir.clone(), clock, shutdown.clone());
+    tracker.spawn(async move {
+        let _ = history_task.await;
+    });
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+
+    let mut analyzers = BTreeMap::new();
+    for name in config.services.keys() {
+        let (tx, rx) = mpsc::channel(64);
+        analyzers.insert(name.clone(), tx);
+        let patterns = pattern_set_for(&config, name);
+        let log = match core.log(name).await {
+            Ok(Some(log)) => log,
+            _ => continue,
+        };
+        let analyzer = Analyzer {
+            service: name.clone(),
+            patterns,
+            stdout: RecordAssembler::new(RecordLimits::default()),
+            stderr: RecordAssembler::new(RecordLimits::default()),
+            stats: ErrorStats::new(SAMPLES_PER_TYPE, STATS_KEEP_MS),
+            clock,
+            core: core.clone(),
+        };
+        tracker.spawn(analyzer.run(log.subscribe(), core.subscribe(), rx, shutdown.clone()));
+    }
+    let handle = MonitorHandle {
+        analyzers,
+        history: history.clone(),
+    };
+    for check in config.checks.values() {
+        for service in &check.services {
+            let Some(service_cfg) = config.services.get(service) else {
+                continue;
+            };
+            let task = CheckTask {
+                check: check.clone(),
+                service: service.clone(),
+                port: service_cfg.port,
+                http: http.clone(),
+                core: core.clone(),
+                history: history.clone(),
+                analyzer: handle.analyzers.get(service).cloned(),
+                clock,
+            };
+            tracker.spawn(task.run(shutdown.clone()));
+        }
+    }
+    if let Some(url) = config.alerts.webhook.clone() {
+        let (sender, delivery) = probe::webhook::Sender::spawn(
+            http.clone(),
+            url,
+            config.alerts.retries,
+            config.alerts.retry_delay,
+        );
+        let mut events = core.subscribe();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(Event::Alert { service, check, raised, message, at_ms }) => {
+                            sender.send(serde_json::json!({
+                                "source": "tend",
+                                "service": service,
+                                "check": check,
+                                "state": if raised { "alert" } else { "resolved" },
+                                "message": message,
+                                "at_ms": at_ms,
+                            }));
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            drop(sender);
+            let _ = tokio::time::timeout(Duration::from_secs(5), delivery).await;
+        });
+    }
+    tracker.close();
+    (handle, tracker)
+}
+
+/// The patterns a service's analyzer uses: those of its log checks first, then the shipped set unless
+/// every log check on it turned the shipped set off.
+fn pattern_set_for(config: &Config, service: &str) -> PatternSet {
+    let mut specs: Vec<PatternSpec> = Vec::new();
+    let mut shipped = true;
+    let mut any_log_check = false;
+    for check in config.checks.values() {
+        if let CheckKind::Log {
+            shipped_patterns,
+            patterns,
+            ..
+        } = &check.kind
+        {
+            if !check.services.iter().any(|s| s == service) {
+                continue;
+            }
+            if !any_log_check {
+                shipped = false;
+                any_log_check = true;
+            }
+            shipped |= *shipped_patterns;
+            specs.extend(patterns.iter().map(spec_of));
+        }
+    }
+    if shipped {
+        specs.extend(PatternSet::shipped().specs().iter().cloned());
+    }
+    PatternSet::compile(&specs).unwrap_or_else(|err| {
+        // The config validated every regex; only a clash between sets could get here.
+        tracing::error!(
+            service,
+            "log patterns do not compile together ({err}); using the shipped set"
+        );
+        PatternSet::shipped()
+    })
+}
+
+fn spec_of(p: &PatternConfig) -> PatternSpec {
+    PatternSpec {
+        name: p.name.clone(),
+        regex: p.regex.clone(),
+        severity: match p.severity.as_str() {
+            "warning" => Severity::Warning,
+            "info" => Severity::Info,
+            _ => Severity::Error,
+        },
+        group_by: p.group_by.clone(),
+    }
+}
+
+/// One service's log analysis: sole owner of its assemblers and error stats.
+struct Analyzer {
+    service: String,
+    patterns: PatternSet,
+    stdout: RecordAssembler,
+    stderr: RecordAssembler,
+    stats: ErrorStats,
+    clock: Clock,
+    core: CoreHandle,
+}
+
+impl Analyzer {
+    async fn run(
+        mut self,
+        mut lines: broadcast::Receiver<SharedLine>,
+        mut events: broadcast::Receiver<Event>,
+        mut inbox: mpsc::Receiver<AnalyzerMsg>,
+        shutdown: CancellationToken,
+    ) {
+        let mut idle = tokio::time::interval(Duration::from_millis(250));
+        idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Ok(line) => self.line(&line).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(service = %self.service, "log analysis fell behind; {n} lines not classified");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                event = events.recv() => {
+                    if let Ok(Event::Spawned { name, .. }) = event {
+                        if name == self.service {
+                            self.stats.service_restarted();
+                        }
+                    }
+                }
+                msg = inbox.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
+                    None => break,
+                },
+                _ = idle.tick() => {
+                    let now = self.clock.now_ms();
+                    for record in [self.stdout.flush_idle(now), self.stderr.flush_idle(now)].into_iter().flatten() {
+                        self.record(record).await;
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    async fn line(&mut self, line: &crate::logs::LogLine) {
+        let assembler = match line.stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+            Stream::Tend => return,
+        };
+        if let Some(record) = assembler.push(line) {
+            self.record(record).await;
+        }
+    }
+
+    async fn record(&mut self, record: super::records::Record) {
+        let Some(classified) = self.patterns.classify(&record) else {
+            return;
+        };
+        let at_ms = record.first_ts.timestamp_millis();
+        self.stats.record(&classified, &record.text(), at_ms);
+        if let Some(seconds) = classified.seconds {
+            let until = at_ms + seconds as Millis * 1000;
+            let _ = self.core.flood(&self.service, until, seconds).await;
+        }
+    }
+
+    async fn handle(&mut self, msg: AnalyzerMsg) {
+        match msg {
+            AnalyzerMsg::Entries(entries) => {
+                for entry in entries {
+                    let Some(classified) = self.patterns.classify_text(&entry.error) else {
+                        continue;
+                    };
+                    // Only flood waits: the other entries repeat a line the log already counted, but a
+                    // FloodWait on the send path is visible nowhere else.
+                    let Some(seconds) = classified.seconds else {
+                        continue;
+                    };
+                    let at_ms = (entry.ts * 1000.0) as Millis;
+                    self.stats.record(&classified, &entry.error, at_ms);
+                    let until = at_ms + seconds as Millis * 1000;
+                    let _ = self.core.flood(&self.service, until, seconds).await;
+                }
+            }
+            AnalyzerMsg::Report(reply) => {
+                let now = self.clock.now_ms();
+                let types = self.stats.summary(now);
+                let groups = types
+                    .iter()
+                    .map(|t| (t.name.clone(), self.stats.groups(&t.name)))
+                    .filter(|(_, rows)| !rows.is_empty())
+                    .collect();
+                let _ = reply.send(ErrorReport {
+                    service: self.service.clone(),
+                    totals: self.stats.error_totals(),
+                    types,
+                    groups,
+                    longest_flood: self.stats.max_seconds_since(now - 24 * 3600 * 1000),
+                });
+            }
+            AnalyzerMsg::Evaluate {
+                critical,
+                window,
+                reply,
+            } => {
+                let now = self.clock.now_ms();
+                let since = now - window.as_millis() as Millis;
+                let mut status = Status::Ok;
+                let mut parts = Vec::new();
+                let mut errors = 0u64;
+                for t in self.stats.summary(now) {
+                    if t.severity == Severity::Info {
+                        continue;
+                    }
+                    let n = self.stats.count_since(&t.name, since);
+                    if n == 0 {
+                        continue;
+                    }
+                    parts.push(format!("{} ×{n}", t.name));
+                    if critical.contains(&t.name) {
+                        status = Status::Critical;
+                    } else if t.severity == Severity::Error && status == Status::Ok {
+                        status = Status::Warning;
+                    }
+                    if t.severity == Severity::Error {
+                        errors += n;
+                    }
+                }
+                let window_text = crate::config::format_duration(window);
+                let message = if parts.is_empty() {
+                    format!("no errors in the last {window_text}")
+                } else {
+                    format!("{} in the last {window_text}", parts.join(", "))
+                };
+                let _ = reply.send(ProbeResult::new(status, message).with_value(errors as f64));
+            }
+        }
+    }
+}
+
+/// One check on one service, run on its interval.
+struct CheckTask {
+    check: CheckConfig,
+    service: String,
+    port: Option<u16>,
+    http: reqwest::Client,
+    core: CoreHandle,
+    history: History,
+    analyzer: Option<mpsc::Sender<AnalyzerMsg>>,
+    clock: Clock,
+}
+
+impl CheckTask {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.check.interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut cursor = EventCursor::new();
+        let mut cursor_primed = false;
+        let mut cpu = probe::process::CpuSampler::new();
+        let snapshot = self.core.snapshot();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let status = snapshot
+                .borrow()
+                .services
+                .iter()
+                .find(|s| s.name == self.service)
+                .cloned();
+            let Some(status) = status else { continue };
+            // No process, nothing to measure: the history shows a gap, not a red dot.
+            let Some(pid) = status.pid.filter(|_| status.state.has_process()) else {
+                continue;
+            };
+            let started = Instant::now();
+            let budget = self.check.timeout + Duration::from_millis(500);
+            let result = match tokio::time::timeout(
+                budget,
+                self.measure(&status, pid, &mut cursor, &mut cursor_primed, &mut cpu),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => ProbeResult::timed_out(self.check.timeout),
+            };
+            let result = if result.duration_ms == 0 {
+                result.with_duration(started.elapsed())
+            } else {
+                result
+            };
+            let at_ms = self.clock.now_ms();
+            self.history.add(
+                &self.check.name,
+                &self.service,
+                Point {
+                    at_ms,
+                    status: result.status,
+                    duration_ms: result.duration_ms,
+                    value: result.value,
+                    message: if result.status == Status::Ok {
+                        String::new()
+                    } else {
+                        result.message.clone()
+                    },
+                },
+            );
+            let report = CheckReport {
+                check: self.check.name.clone(),
+                service: self.service.clone(),
+                result,
+                at_ms,
+            };
+            if self.core.report(report).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn expand(&self, template: &str) -> String {
+        template
+            .replace("{host}", "127.0.0.1")
+            .replace("{name}", &self.service)
+            .replace(
+                "{port}",
+                &self.port.map(|p| p.to_string()).unwrap_or_default(),
+            )
+    }
+
+    async fn measure(
+        &self,
+        status: &ServiceStatus,
+        pid: u32,
+        cursor: &mut EventCursor,
+        cursor_primed: &mut bool,
+        cpu: &mut probe::process::CpuSampler,
+    ) -> ProbeResult {
+        let timeout = self.check.timeout;
+        let method =
+            |m: &str| reqwest::Method::from_bytes(m.as_bytes()).unwrap_or(reqwest::Method::GET);
+        match &self.check.kind {
+            CheckKind::Http {
+                url,
+                method: m,
+                expect_status,
+                body_contains,
+            } => {
+                let spec = probe::http::HttpSpec {
+                    url: self.expand(url),
+                    method: method(m),
+                    expect_status: expect_status.clone(),
+                    body_contains: body_contains.clone(),
+                    timeout,
+                };
+                probe::http::probe(&self.http, &spec).await
+            }
+            CheckKind::Json {
+                url,
+                method: m,
+                pointer,
+                min,
+                max,
+                warn_below,
+                warn_above,
+                events,
+            } => {
+                let spec = probe::json::JsonSpec {
+                    url: self.expand(url),
+                    method: method(m),
+                    pointer: pointer.clone(),
+                    min: *min,
+                    max: *max,
+                    warn_below: *warn_below,
+                    warn_above: *warn_above,
+                    timeout,
+                };
+                let (result, doc) = probe::json::probe(&self.http, &spec).await;
+                if let (Some(events), Some(doc), Some(analyzer)) = (events, doc, &self.analyzer) {
+                    let entries = probe::json::new_events(&doc, events, cursor);
+                    // The first document after tend starts holds entries from before: already seen
+                    // by the previous tend or too old to act on.
+                    if *cursor_primed && !entries.is_empty() {
+                        let _ = analyzer.send(AnalyzerMsg::Entries(entries)).await;
+                    }
+                    *cursor_primed = true;
+                }
+                result
+            }
+            CheckKind::Tcp { address } => {
+                let address = self.expand(address);
+                match tokio::net::lookup_host(&address)
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                {
+                    Some(addr) => probe::tcp::probe(addr, timeout).await,
+                    None => ProbeResult::unknown(format!("cannot resolve address {address}")),
+                }
+            }
+            CheckKind::Process { max_rss, max_cpu } => {
+                let usage = probe::process::tree_usage(pid);
+                let pct = usage.as_ref().and_then(|u| cpu.sample(u, Instant::now()));
+                probe::process::probe(usage.as_ref(), pct, *max_rss, *max_cpu)
+            }
+            CheckKind::Exec { command } => {
+                let Some((program, args)) = command.split_first() else {
+                    return ProbeResult::unknown("empty command");
+                };
+                let cwd = self
+                    .check
+                    .source
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
+                let mut env = vec![
+                    ("TEND_SERVICE".to_string(), self.service.clone()),
+                    ("TEND_CHECK".to_string(), self.check.name.clone()),
+                    ("TEND_PID".to_string(), pid.to_string()),
+                    ("TEND_HOST".to_string(), "127.0.0.1".to_string()),
+                ];
+                if let Some(port) = self.port {
+                    env.push(("TEND_PORT".to_string(), port.to_string()));
+                }
+                let _ = status;
+                let spec = probe::exec::ExecSpec {
+                    program: program.into(),
+                    args: args.to_vec(),
+                    env,
+                    cwd,
+                    timeout,
+                };
+                probe::exec::run(&spec).await
+            }
+            CheckKind::Log {
+                critical, window, ..
+            } => {
+                let Some(analyzer) = &self.analyzer else {
+                    return ProbeResult::unknown("no log analyzer for this service");
+                };
+                let (reply, rx) = oneshot::channel();
+                let msg = AnalyzerMsg::Evaluate {
+                    critical: critical.clone(),
+                    window: window.unwrap_or(self.check.interval),
+                    reply,
+                };
+                if analyzer.send(msg).await.is_err() {
+                    return ProbeResult::unknown("log analyzer stopped");
+                }
+                rx.await
+                    .unwrap_or_else(|_| ProbeResult::unknown("log analyzer stopped"))
+            }
+        }
+    }
+}
