@@ -54,9 +54,14 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         services = config.services.len(),
         "tend is up"
     );
+    let (monitor, checks) = checks::monitor::spawn(
+        config.clone(),
+        handle.clone(),
+        &supervisor.logs(),
+        clock,
+        shutdown.clone(),
+    );
     let core = tokio::spawn(supervisor.run());
-    let (monitor, checks) =
-        checks::monitor::spawn(config.clone(), handle.clone(), clock, shutdown.clone()).await;
     let context = control::server::Context {
         core: handle.clone(),
         monitor,

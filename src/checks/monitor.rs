@@ -24,7 +24,7 @@ use super::stats::{ErrorStats, ErrorTotals, GroupRow, TypeSummary};
 use crate::clock::{Clock, Millis};
 use crate::config::{CheckConfig, CheckKind, Config, PatternConfig};
 use crate::core::{CheckReport, CoreHandle, Event, ServiceStatus};
-use crate::logs::{SharedLine, Stream};
+use crate::logs::{ServiceLog, SharedLine, Stream};
 
 /// Samples kept per error type.
 const SAMPLES_PER_TYPE: usize = 5;
@@ -82,10 +82,12 @@ impl MonitorHandle {
 }
 
 /// Starts every check and analyzer; they stop when `shutdown` fires. Wait on the tracker to know they
-/// are done (the history saves last).
-pub async fn spawn(
+/// are done (the history saves last). Call it before the core starts any service, so the analyzers
+/// see every line from the first one.
+pub fn spawn(
     config: Arc<Config>,
     core: CoreHandle,
+    logs: &BTreeMap<String, ServiceLog>,
     clock: Clock,
     shutdown: CancellationToken,
 ) -> (MonitorHandle, TaskTracker) {
@@ -105,9 +107,8 @@ pub async fn spawn(
         let (tx, rx) = mpsc::channel(64);
         analyzers.insert(name.clone(), tx);
         let patterns = pattern_set_for(&config, name);
-        let log = match core.log(name).await {
-            Ok(Some(log)) => log,
-            _ => continue,
+        let Some(log) = logs.get(name) else {
+            continue;
         };
         let analyzer = Analyzer {
             service: name.clone(),

@@ -212,6 +212,14 @@ impl Supervisor {
         Ok((supervisor, handle))
     }
 
+    /// Every service's log handle, so watchers can subscribe before the first start.
+    pub fn logs(&self) -> BTreeMap<String, ServiceLog> {
+        self.services
+            .iter()
+            .map(|(name, s)| (name.clone(), s.log.clone()))
+            .collect()
+    }
+
     /// Runs until shutdown (the token or a Shutdown command) and every process is gone.
     pub async fn run(mut self) {
         let mut sigchld = signal(SignalKind::child()).ok();
@@ -1136,12 +1144,17 @@ impl Supervisor {
             return;
         }
         service.flood_until = Some(until_ms);
-        if until_ms > now {
-            service.log.try_marker(format!(
-                "flood wait of {seconds}s reported; the account may fetch dialogs again in {}",
+        let left = if until_ms > now {
+            format!(
+                "the account may fetch dialogs again in {}",
                 human_ms(until_ms - now)
-            ));
-        }
+            )
+        } else {
+            "already over".to_string()
+        };
+        service
+            .log
+            .try_marker(format!("flood wait of {seconds}s reported; {left}"));
         if let Some(group) = service.cfg.group.clone() {
             self.drive_recovery(&group, recovery::Input::FloodSeen { until_ms });
         }
@@ -1347,7 +1360,17 @@ impl Supervisor {
                             inputs.push(recovery::Input::StartFailed { service: member });
                         }
                     }
-                    recovery::Action::Finished => self.resume_after_recovery(group),
+                    recovery::Action::Finished => {
+                        let cancelled = matches!(
+                            self.persisted.recoveries.get(group).map(|r| &r.stage),
+                            Some(recovery::Stage::Cancelled { .. })
+                        );
+                        if cancelled {
+                            self.leave_after_cancel(group);
+                        } else {
+                            self.resume_after_recovery(group);
+                        }
+                    }
                 }
             }
         }
@@ -1391,6 +1414,25 @@ impl Supervisor {
             if !service.state.has_process() && service.cfg.autostart {
                 self.services.get_mut(&member).expect("known").message = None;
                 self.auto_start(&member, StartReason::Recovery, true);
+            }
+        }
+    }
+
+    /// A cancelled recovery leaves every member as it is; the ones it had stopped say so.
+    fn leave_after_cancel(&mut self, group: &str) {
+        let members: Vec<String> = self
+            .config
+            .members_of(group)
+            .map(|m| m.name.clone())
+            .collect();
+        for member in members {
+            let service = self.services.get_mut(&member).expect("known");
+            if !service.state.has_process() {
+                service.timer = None;
+                service.message = Some(format!(
+                    "left stopped by the cancelled recovery of {group}: `tend start {member}` starts it"
+                ));
+                self.set_state(&member, ServiceState::Stopped);
             }
         }
     }

@@ -480,10 +480,13 @@ start_grace = "50ms"
         .unwrap();
     use std::io::BufRead;
     let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Only the service's own lines: a marker (spawned …) may come first.
     let ticks: Vec<u64> = reader
         .lines()
+        .map(|l| l.unwrap())
+        .filter(|l| l.contains(" out tick "))
         .take(5)
-        .map(|l| l.unwrap().rsplit(' ').next().unwrap().parse().unwrap())
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
     let _ = child.kill();
     let _ = child.wait();
