@@ -54,7 +54,7 @@ fn run(label: &str, with_group: bool) -> BTreeMap<String, Figures> {
     let (policy, group) = if with_group {
         (
             TEND_POLICY,
-            "[groups.telegram]\nmin_start_spacing = \"600ms\"\nmax_starts = 6\nwindow = \"3600ms\"\n",
+            "[groups.telegram]\nmin_start_spacing = \"660ms\"\nmax_starts = 6\nwindow = \"3600ms\"\n",
         )
     } else {
         (NAIVE_POLICY, "")

@@ -53,6 +53,6 @@ fn shipped_config_is_valid() {
     );
     assert_eq!(
         config.groups["telegram"].min_start_spacing,
-        std::time::Duration::from_secs(600)
+        std::time::Duration::from_secs(660)
     );
 }
