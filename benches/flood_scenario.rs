@@ -61,8 +61,16 @@ fn run(label: &str, with_group: bool) -> BTreeMap<String, Figures> {
     };
     let body = format!(
         "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{group}{}{}",
-        service("send_text", 300, &policy.replace("SERVICE", "services.send_text")),
-        service("send_media", 900, &policy.replace("SERVICE", "services.send_media")),
+        service(
+            "send_text",
+            300,
+            &policy.replace("SERVICE", "services.send_text")
+        ),
+        service(
+            "send_media",
+            900,
+            &policy.replace("SERVICE", "services.send_media")
+        ),
     );
     std::fs::write(dir.path().join("supervisor.toml"), body).unwrap();
     let mut tend = Command::new(TEND)
@@ -108,8 +116,14 @@ fn count(state_dir: &Path, from: i64, to: i64) -> BTreeMap<String, Figures> {
             .iter()
             .filter(|e| e.service == name && e.wall_ms >= from && e.wall_ms <= to)
             .collect();
-        let fetches = mine.iter().filter(|e| e.kind == EventKind::SweepStart).count();
-        let floods = mine.iter().filter(|e| e.kind == EventKind::FloodWait).count();
+        let fetches = mine
+            .iter()
+            .filter(|e| e.kind == EventKind::SweepStart)
+            .count();
+        let floods = mine
+            .iter()
+            .filter(|e| e.kind == EventKind::FloodWait)
+            .count();
         // Warm from a sweep_done until that process exits.
         let mut warm_ms = 0;
         let mut warm_since: BTreeMap<u32, i64> = BTreeMap::new();

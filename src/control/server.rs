@@ -279,9 +279,25 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
             stream,
             follow: _,
         } => match core.log(&name).await {
-            Ok(Some(log)) => Response::Lines {
-                lines: log.tail(lines, stream).await,
-            },
+            Ok(Some(log)) => {
+                let mut tail = log.tail(lines, stream).await;
+                if tail.len() < lines {
+                    // More than the in-memory ring holds: read the files (and rotated ones) backwards.
+                    let dir = ctx.config.supervisor.log_dir.clone();
+                    let wanted = name.clone();
+                    let from_files = tokio::task::spawn_blocking(move || {
+                        crate::logs::read_tail(&dir, &wanted, lines)
+                    })
+                    .await;
+                    if let Ok(Ok(mut from_files)) = from_files {
+                        from_files.retain(|l| stream.is_none_or(|s| s == l.stream));
+                        if from_files.len() > tail.len() {
+                            tail = from_files;
+                        }
+                    }
+                }
+                Response::Lines { lines: tail }
+            }
             Ok(None) => unknown_service(&snapshot, &name),
             Err(_) => gone(),
         },

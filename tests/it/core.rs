@@ -498,3 +498,23 @@ start_grace = "50ms"
         );
     }
 }
+
+#[test]
+fn logs_beyond_the_ring_come_from_the_files() {
+    let body = r#"
+[services.chatty]
+command = ["sh", "-c", "seq 1 300; exec sleep 1000"]
+start_grace = "50ms"
+"#;
+    let world = World::new(body);
+    world.write_config_with("log_ring_lines = 10", body);
+    let _tend = world.up();
+    let out = wait_for(T, "300 lines on disk", || {
+        let out = world.tend(&["logs", "chatty", "-n", "200", "--stdout"]);
+        (stdout(&out).lines().count() == 200).then_some(out)
+    });
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap();
+    assert!(first.ends_with(" out 101"), "{first}");
+    assert!(text.lines().last().unwrap().ends_with(" out 300"));
+}

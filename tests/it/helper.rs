@@ -62,7 +62,14 @@ impl World {
     }
 
     pub fn write_config(&self, body: &str) {
-        let text = format!("[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n\n{body}");
+        self.write_config_with("", body);
+    }
+
+    /// Like `write_config`, with extra `[supervisor]` keys.
+    pub fn write_config_with(&self, supervisor: &str, body: &str) {
+        let text = format!(
+            "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{supervisor}\n\n{body}"
+        );
         std::fs::write(self.config_path(), text).unwrap();
     }
 
