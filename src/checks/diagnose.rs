@@ -360,13 +360,8 @@ pub fn render(d: &Diagnosis) -> String {
             line(&mut out, format!("  port {port}: {listening}"));
         }
         if let Some(h) = &s.health {
-            line(
-                &mut out,
-                format!(
-                    "  health: {} {} ({} ms)",
-                    h.status, h.message, h.duration_ms
-                ),
-            );
+            // The probe's message already carries the latency ("HTTP 200 in 3 ms").
+            line(&mut out, format!("  health: {} {}", h.status, h.message));
         }
         if let Some(c) = &s.cache {
             line(&mut out, format!("  cache: {} {}", c.status, c.message));
