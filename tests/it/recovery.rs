@@ -396,3 +396,60 @@ on_fail = {{ after = 3, action = "restart" }}
     let table = stdout(&world.tend(&["status"]));
     assert!(table.contains("flood wait, 4"), "{table}");
 }
+
+#[test]
+fn every_member_in_a_flood_wait_triggers_the_recovery_and_it_waits_the_flood_out() {
+    let flooded = |name: &str| {
+        format!(
+            r#"
+[services.{name}]
+command = ["sh", "-c", "echo 'ERROR:{name}_bot:Periodic cache warmup failed: A wait of 40 seconds is required (caused by GetDialogsRequest)' >&2; exec sleep 1000"]
+group = "acct"
+start_grace = "50ms"
+"#
+        )
+    };
+    let body = format!(
+        r#"
+[groups.acct.recovery]
+cooldown = "100ms"
+margin = "5s"
+
+{}{}
+[checks.errors]
+kind = "log"
+interval = "200ms"
+timeout = "100ms"
+on_fail = {{ after = 1, action = "flood_recover" }}
+"#,
+        flooded("a"),
+        flooded("b")
+    );
+    let world = World::new(&body);
+    let started = tend::clock::Clock::new().now_ms();
+    let _tend = world.up();
+    let view = wait_for(T, "an automatic recovery", || {
+        world.status().recoveries.into_iter().next()
+    });
+    assert_eq!(view.recovery.trigger, "check errors");
+    // The cooldown covers the 40 s flood wait plus the 5 s margin, not just the configured 100 ms.
+    let until = wait_for(T, "cooldown", || {
+        match world.status().recoveries[0].recovery.stage {
+            Stage::Cooldown { until_ms, .. } => Some(until_ms),
+            _ => None,
+        }
+    });
+    assert!(
+        until >= started + 45_000,
+        "cooldown ends {} ms after the start",
+        until - started
+    );
+    for name in ["a", "b"] {
+        let s = world.service(name);
+        assert!(
+            s.pid.is_none(),
+            "{name} must be stopped during the cooldown"
+        );
+        assert!(s.flood_until_ms.is_some());
+    }
+}
