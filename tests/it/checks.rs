@@ -948,6 +948,16 @@ timeout = "40ms"
     assert_eq!(s.state, ServiceState::Stopped);
     assert!(s.sticky_stop);
     assert_eq!(world.starts("svc").len(), 1, "{:?}", world.starts("svc"));
+    // The diagnosis says so, and how to undo it.
+    let d = world.diagnose();
+    let svc = d.services.iter().find(|s| s.name == "svc").unwrap();
+    assert_eq!((svc.state, svc.pid), (ServiceState::Stopped, None));
+    assert!(svc.health.is_none());
+    assert_eq!(d.verdict, Status::Warning);
+    assert_eq!(
+        d.advice[0].text,
+        "svc was stopped by hand; `tend start svc` brings it back"
+    );
 }
 
 #[test]
