@@ -24,10 +24,12 @@ use super::stats::{ErrorStats, ErrorTotals, GroupRow, TypeSummary};
 use crate::clock::{Clock, Millis};
 use crate::config::{CheckConfig, CheckKind, Config, PatternConfig};
 use crate::core::{CheckReport, CoreHandle, Event, ServiceStatus};
-use crate::logs::{ServiceLog, SharedLine, Stream};
+use crate::logs::{LogLine, ServiceLog, SharedLine, Stream};
 
 /// Samples kept per error type.
 const SAMPLES_PER_TYPE: usize = 5;
+/// How far before a run's start a `/stats` entry may be dated and still count as the run's.
+const EVENT_CLOCK_SLACK_MS: Millis = 1000;
 /// How far back error counts can be asked for.
 const STATS_KEEP_MS: Millis = 25 * 60 * 60 * 1000;
 
@@ -119,6 +121,7 @@ pub fn spawn(
             clock,
             core: core.clone(),
         };
+        // Subscribed here, before the core starts anything: no first line is missed.
         tracker.spawn(analyzer.run(log.subscribe(), core.subscribe(), rx, shutdown.clone()));
     }
     let handle = MonitorHandle {
@@ -282,7 +285,7 @@ impl Analyzer {
         }
     }
 
-    async fn line(&mut self, line: &crate::logs::LogLine) {
+    async fn line(&mut self, line: &LogLine) {
         let assembler = match line.stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
@@ -396,7 +399,6 @@ impl CheckTask {
         let mut tick = tokio::time::interval(self.check.interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut cursor = EventCursor::new();
-        let mut cursor_primed = false;
         let mut cpu = probe::process::CpuSampler::new();
         let snapshot = self.core.snapshot();
         loop {
@@ -419,7 +421,7 @@ impl CheckTask {
             let budget = self.check.timeout + Duration::from_millis(500);
             let result = match tokio::time::timeout(
                 budget,
-                self.measure(&status, pid, &mut cursor, &mut cursor_primed, &mut cpu),
+                self.measure(&status, pid, &mut cursor, &mut cpu),
             )
             .await
             {
@@ -474,7 +476,6 @@ impl CheckTask {
         status: &ServiceStatus,
         pid: u32,
         cursor: &mut EventCursor,
-        cursor_primed: &mut bool,
         cpu: &mut probe::process::CpuSampler,
     ) -> ProbeResult {
         let timeout = self.check.timeout;
@@ -518,13 +519,21 @@ impl CheckTask {
                 };
                 let (result, doc) = probe::json::probe(&self.http, &spec).await;
                 if let (Some(events), Some(doc), Some(analyzer)) = (events, doc, &self.analyzer) {
-                    let entries = probe::json::new_events(&doc, events, cursor);
-                    // The first document after tend starts holds entries from before: already seen
-                    // by the previous tend or too old to act on.
-                    if *cursor_primed && !entries.is_empty() {
+                    // Every entry of the run being measured counts, the first document's too: tend
+                    // started this process, so whatever its /stats lists happened under this tend
+                    // (a FloodWait on the send path before the first poll is visible nowhere else).
+                    // An entry older than the run is not this process's; the slack covers the two
+                    // clocks (tend's and the service's) reading a little apart.
+                    let run_start_s = status
+                        .since_ms
+                        .map_or(f64::MIN, |ms| (ms - EVENT_CLOCK_SLACK_MS) as f64 / 1000.0);
+                    let entries: Vec<_> = probe::json::new_events(&doc, events, cursor)
+                        .into_iter()
+                        .filter(|e| e.ts >= run_start_s)
+                        .collect();
+                    if !entries.is_empty() {
                         let _ = analyzer.send(AnalyzerMsg::Entries(entries)).await;
                     }
-                    *cursor_primed = true;
                 }
                 result
             }
@@ -563,7 +572,6 @@ impl CheckTask {
                 if let Some(port) = self.port {
                     env.push(("TEND_PORT".to_string(), port.to_string()));
                 }
-                let _ = status;
                 let spec = probe::exec::ExecSpec {
                     program: program.into(),
                     args: args.to_vec(),

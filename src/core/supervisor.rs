@@ -937,12 +937,17 @@ impl Supervisor {
     }
 
     fn reap_orphans(&mut self) {
-        let services: HashSet<u32> = self
+        let mut ours: HashSet<u32> = self
             .services
             .values()
             .filter_map(|s| s.run.as_ref().map(|r| r.pid))
             .collect();
-        for pid in process::reap_orphans(&services) {
+        // Exec check plugins are tokio's children too: reaping one steals its exit status.
+        let reaped = crate::checks::probe::exec::with_running_plugins(|plugins| {
+            ours.extend(plugins);
+            process::reap_orphans(&ours)
+        });
+        for pid in reaped {
             tracing::debug!(pid, "reaped orphan");
         }
     }
@@ -1061,11 +1066,12 @@ impl Supervisor {
             return true;
         }
         if let Some(message) = self.recovery_hold(name) {
-            tracing::info!(
+            tracing::debug!(
                 service = name,
                 "check {check} action {action:?} silenced: {message}"
             );
-            return true;
+            // Silenced, not done: once the recovery is over, the next failing result acts.
+            return false;
         }
         match action {
             FailAction::None | FailAction::Alert => true,

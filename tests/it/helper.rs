@@ -259,3 +259,279 @@ pub fn code(out: &Output) -> i32 {
         .code()
         .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0))
 }
+
+// ---- checks: tend-sim services, plugins, HTTP, the check views ------------------------------------
+
+/// A `[services.NAME]` table that runs `tend-sim --service KIND` on `port` at millisecond scale (model
+/// seconds become milliseconds), with the test-only control API on and its account files in `sim/`.
+///
+/// Each service gets its own account (named after it), no periodic warm-up, no PTS noise, and a flood
+/// window of 1 ms, so nothing floods unless the test asks for it: tend reads a model `Sleeping for 27s`
+/// as 27 real seconds, which would hold restarts and confuse the test. `args` are more sim flags,
+/// `extra` more keys of the service table.
+pub fn sim_service(name: &str, kind: &str, port: u16, args: &[&str], extra: &str) -> String {
+    let mut command: Vec<String> = [
+        SIM,
+        "--service",
+        kind,
+        "--port",
+        &port.to_string(),
+        "--time-scale",
+        "0.001",
+        "--state-dir",
+        "sim",
+        "--account",
+        name,
+        "--warmup-interval",
+        "0",
+        "--pts-noise-interval",
+        "0",
+        "--flood-window",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    command.extend(args.iter().map(|s| s.to_string()));
+    let command = toml::Value::from(command);
+    format!(
+        "[services.{name}]\ncommand = {command}\nenv = {{ EMU_CONTROL = \"1\" }}\nport = {port}\nstart_grace = \"100ms\"\nstop_timeout = \"2s\"\n{extra}\n"
+    )
+}
+
+/// One HTTP/1.1 exchange with 127.0.0.1:`port` (`Connection: close`): the status and the body. Plain
+/// std, so the sync tests need no runtime.
+pub fn http(method: &str, port: u16, path: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Injects a tend-sim fault (`POST /__emu/fault`); panics unless it was accepted.
+pub fn sim_fault(port: u16, fault: serde_json::Value) {
+    let (status, body) = http("POST", port, "/__emu/fault", Some(&fault.to_string()));
+    assert_eq!(status, 200, "fault {fault} refused: {body}");
+}
+
+/// `POST /send_text` to a tend-sim: the HTTP status.
+pub fn send_text(port: u16, chat: serde_json::Value) -> u16 {
+    let body = serde_json::json!({ "chat": chat, "text": "hello" }).to_string();
+    http("POST", port, "/send_text", Some(&body)).0
+}
+
+impl World {
+    /// Writes an executable `sh` script into the world's directory; returns its path.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// `tend checks --json`: every check on every service with its last result.
+    pub fn checks(&self) -> Vec<tend::control::protocol::CheckRow> {
+        let out = self.tend(&["checks", "--json"]);
+        assert_eq!(code(&out), 0, "tend checks failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The last result of `check` on `service`, if there is one yet.
+    pub fn check_view(&self, check: &str, service: &str) -> Option<tend::core::CheckView> {
+        self.checks()
+            .into_iter()
+            .find(|r| r.check == check && r.service == service)
+            .unwrap_or_else(|| panic!("no check {check} on {service} in `tend checks`"))
+            .last
+    }
+
+    /// Waits until the last result of `check` on `service` satisfies `cond`; returns that result.
+    pub fn wait_check(
+        &self,
+        check: &str,
+        service: &str,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&tend::core::CheckView) -> bool,
+    ) -> tend::core::CheckView {
+        let mut last = None;
+        let found = wait_for_or(timeout, || {
+            let view = self.check_view(check, service);
+            let hit = view.as_ref().filter(|v| cond(v)).cloned();
+            last = view;
+            hit
+        });
+        found.unwrap_or_else(|| {
+            panic!("timed out after {timeout:?} waiting for {check} on {service}: {what}; last result: {last:#?}")
+        })
+    }
+
+    /// `tend diagnose --json`.
+    pub fn diagnose(&self) -> tend::checks::diagnose::Diagnosis {
+        let out = self.tend(&["diagnose", "--json"]);
+        assert!(
+            matches!(code(&out), 0 | 1),
+            "tend diagnose failed: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The persisted check history (`state/check-history.json`), as (check, service) -> points.
+    pub fn check_history(&self) -> Vec<tend::checks::history::Series> {
+        let path = self.path().join("state/check-history.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        serde_json::from_value(value["series"].clone()).unwrap()
+    }
+
+    /// The persisted start history of `service` (`state/state.json`).
+    pub fn starts(&self, service: &str) -> Vec<tend::state::StartRecord> {
+        let Ok(text) = std::fs::read_to_string(self.path().join("state/state.json")) else {
+            return Vec::new();
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        serde_json::from_value(value["services"][service]["starts"].clone()).unwrap_or_default()
+    }
+}
+
+/// Like [`wait_for`], but gives `None` at the deadline so the caller can say what it last saw.
+pub fn wait_for_or<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A webhook receiver on 127.0.0.1:0 (axum on a runtime of its own thread) that records every POST.
+/// The first `fail_first` POSTs are answered 503, to make tend retry. Stops on drop.
+pub struct Receiver {
+    pub url: String,
+    attempts: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    pub fn start(fail_first: usize) -> Receiver {
+        use std::sync::{Arc, Mutex};
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (a, b) = (attempts.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new().route(
+                    "/hook",
+                    axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                        let (a, b) = (a.clone(), b.clone());
+                        async move {
+                            let n = {
+                                let mut attempts = a.lock().unwrap();
+                                attempts.push(v.clone());
+                                attempts.len()
+                            };
+                            if n <= fail_first {
+                                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                            b.lock().unwrap().push(v);
+                            axum::http::StatusCode::OK
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Receiver {
+            url,
+            attempts,
+            accepted,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Every POST, including those answered 503.
+    pub fn attempts(&self) -> Vec<serde_json::Value> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    /// The POSTs answered 200: the alerts delivered.
+    pub fn accepted(&self) -> Vec<serde_json::Value> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
