@@ -742,8 +742,8 @@ exit 0"#,
 [checks.flaky]
 kind = "exec"
 command = "./check_flaky.sh"
-interval = "200ms"
-timeout = "150ms"
+interval = "600ms"
+timeout = "550ms"
 grace = "0s"
 on_fail = {{ after = 3, action = "restart" }}
 "#,

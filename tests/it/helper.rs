@@ -67,9 +67,13 @@ impl World {
 
     /// Like `write_config`, with extra `[supervisor]` keys.
     pub fn write_config_with(&self, supervisor: &str, body: &str) {
-        let text = format!(
-            "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{supervisor}\n\n{body}"
-        );
+        let extra = if supervisor.is_empty() {
+            String::new()
+        } else {
+            format!("{supervisor}\n")
+        };
+        let text =
+            format!("[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{extra}\n{body}");
         std::fs::write(self.config_path(), text).unwrap();
     }
 
