@@ -400,14 +400,22 @@ impl CheckTask {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut cursor = EventCursor::new();
         let mut cpu = probe::process::CpuSampler::new();
-        let snapshot = self.core.snapshot();
+        let mut snapshot = self.core.snapshot();
+        // Whether the last measurement found no process: then the next one waits for the service to
+        // appear rather than a whole interval, so a start is checked (and found ready) at once.
+        let mut idle = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                changed = snapshot.changed(), if idle => {
+                    if changed.is_err() {
+                        return; // the core is gone
+                    }
+                }
                 _ = shutdown.cancelled() => return,
             }
             let status = snapshot
-                .borrow()
+                .borrow_and_update()
                 .services
                 .iter()
                 .find(|s| s.name == self.service)
@@ -415,8 +423,13 @@ impl CheckTask {
             let Some(status) = status else { continue };
             // No process, nothing to measure: the history shows a gap, not a red dot.
             let Some(pid) = status.pid.filter(|_| status.state.has_process()) else {
+                idle = true;
                 continue;
             };
+            if idle {
+                idle = false;
+                tick.reset();
+            }
             let started = Instant::now();
             let budget = self.check.timeout + Duration::from_millis(500);
             let result = match tokio::time::timeout(

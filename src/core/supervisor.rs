@@ -1115,9 +1115,15 @@ impl Supervisor {
                 }
                 true
             }
-            FailAction::ReloadCache => {
-                !matches!(self.reload_cache(name, false, &by), Outcome::Refused { .. })
-            }
+            FailAction::ReloadCache => match self.reload_cache(name, false, &by) {
+                Outcome::Refused { message, .. } => {
+                    let note = format!("check {check} asks for a cache reload ({why}); {message}");
+                    self.services[name].log.try_marker(note.clone());
+                    self.set_message(name, Some(note));
+                    false
+                }
+                _ => true,
+            },
             FailAction::FloodRecover => {
                 let Some(group) = service.cfg.group.clone() else {
                     return true;

@@ -180,8 +180,9 @@ on_fail = {{ after = 1, action = "alert" }}
     let world = World::new(&body);
     let _tend = world.up();
     // Inside the grace period the zombie's empty cache is critical but does not count.
+    // (The very first poll may come before the HTTP server is up: connection refused, no value.)
     let early = world.wait_check("cache", "text", "a critical result", T, |v| {
-        v.status == Status::Critical
+        v.status == Status::Critical && v.value.is_some()
     });
     let since = world.service("text").since_ms.unwrap();
     if early.at_ms - since < 1400 {
@@ -329,12 +330,8 @@ timeout = "40ms"
         json!({"kind": "flood", "method": "SendMessage", "seconds": 50000}),
     );
     assert_eq!(send_text(port, json!("@somebody")), 429);
-    assert!(
-        world.check_view("cache", "text").is_none(),
-        "precondition: the flood wait happened before the first /stats poll"
-    );
-    let view = world.wait_check("cache", "text", "the first poll", T, |_| true);
-    assert_eq!(view.status, Status::Ok);
+    // The check polls at once when the service starts (probably before the flood wait), then every
+    // 4 s: either way the entry must be counted exactly when it shows up in /stats.
     wait_for(T, "the flood wait in tend status", || {
         world.service("text").flood_until_ms
     });
