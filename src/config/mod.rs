@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod checks;
+mod diff;
 mod duration;
 mod envfile;
 mod error;
@@ -29,6 +30,7 @@ mod tests;
 mod validate;
 mod values;
 
+pub use diff::{diff, ConfigDiff};
 pub use duration::{format_duration, parse_duration, parse_size};
 pub use error::{ConfigError, Diagnostic};
 
