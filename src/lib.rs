@@ -23,6 +23,7 @@ pub mod core;
 pub mod logs;
 pub mod process;
 pub mod recovery;
+pub mod schedule;
 pub mod sim;
 pub mod state;
 
