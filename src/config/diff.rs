@@ -364,7 +364,7 @@ kind = "tcp"
             (r#"start_grace = "7s""#, "start_grace", false),
             (r#"stop_signal = "SIGINT""#, "stop_signal", false),
             (r#"stop_timeout = "3s""#, "stop_timeout", false),
-            ("group = []", "group", false),
+            ("(group removed)", "group", false),
             (
                 r#"min_restart_interval = "20m""#,
                 "min_restart_interval",
@@ -375,7 +375,7 @@ kind = "tcp"
             ("backoff = { initial = \"3s\" }", "backoff", false),
         ];
         for (line, key, restart) in table {
-            // `group = []` is not valid TOML for a string: drop the key instead.
+            // Dropping the key is the one group change that needs no second group.
             let new = if *key == "group" {
                 BASE.replacen("group = \"telegram\"\nport = 5022", "port = 5022", 1)
             } else {
