@@ -4,3 +4,4 @@ mod config;
 mod control;
 mod core;
 mod helper;
+mod web;

@@ -1,0 +1,201 @@
+//! The status page: an axum server next to the control socket, with a JSON API behind a single-page
+//! app embedded from `web/` at compile time.
+//!
+//! The web layer is a pure function of what the core publishes: handlers read the core's
+//! `watch<Snapshot>` and its event stream, ask the checks (`MonitorHandle`) for error reports and
+//! history, read log files from disk, and send actions through the same [`CoreHandle`] methods the CLI
+//! uses (with `by = "web:<user>@<ip>"`). It never locks or mutates core state.
+//!
+//! What it owns: logins and sessions ([`auth`]), the failed-login limiter, CSRF tokens, the audit log
+//! ([`audit`]), and redaction of secrets ([`redact`]). What it must not touch: service state, the log
+//! writer's files (read-only here; nothing outside `log_dir` is ever opened for a log request), and the
+//! config (read-only).
+//!
+//! Map: [`app`] builds the router (testable without a socket); [`serve`] binds and serves it until the
+//! shared shutdown token fires. `api` has the JSON handlers, `view` turns a snapshot into what the page
+//! shows, `logs` is the server-side log search, `metrics` the Prometheus text, `assets` the embedded
+//! files and the security headers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::monitor::MonitorHandle;
+use crate::config::{Config, WebSettings};
+use crate::core::CoreHandle;
+
+mod api;
+mod assets;
+pub mod audit;
+pub mod auth;
+mod error;
+pub mod logs;
+mod metrics;
+pub mod redact;
+mod tls;
+mod view;
+
+pub use auth::{hash_password, verify_password};
+pub use error::{AppError, WebError};
+
+/// The peer address of a connection (plain or TLS), as request extension `ConnectInfo<ClientAddr>`.
+/// Proxy headers such as `X-Forwarded-For` are ignored: anyone can send them.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// Everything a handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct WebState {
+    pub core: CoreHandle,
+    pub monitor: MonitorHandle,
+    pub config: Arc<Config>,
+    pub settings: Arc<WebSettings>,
+    pub http: reqwest::Client,
+    pub auth: Arc<auth::Auth>,
+    pub audit: Arc<audit::Audit>,
+    pub redactor: Arc<redact::Redactor>,
+    pub usage: Arc<view::UsageSampler>,
+    /// Ends SSE streams so a graceful shutdown does not wait for browsers to go away.
+    pub shutdown: CancellationToken,
+}
+
+impl WebState {
+    /// Builds the state for `settings`; `users` are the configured users, or the generated admin.
+    pub fn new(
+        ctx: crate::control::server::Context,
+        settings: WebSettings,
+        users: Vec<crate::config::WebUser>,
+        shutdown: CancellationToken,
+    ) -> WebState {
+        let audit_path = ctx.config.supervisor.state_dir.join("web-audit.jsonl");
+        let redactor = redact::Redactor::from_config(&ctx.config, &settings.redact);
+        WebState {
+            auth: Arc::new(auth::Auth::new(users, settings.session_ttl)),
+            audit: Arc::new(audit::Audit::open(audit_path)),
+            redactor: Arc::new(redactor),
+            usage: Arc::new(view::UsageSampler::default()),
+            settings: Arc::new(settings),
+            core: ctx.core,
+            monitor: ctx.monitor,
+            config: ctx.config,
+            http: ctx.http,
+            shutdown,
+        }
+    }
+
+    fn secure_cookies(&self) -> bool {
+        self.settings.tls.is_some()
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.config.supervisor.log_dir.clone()
+    }
+}
+
+/// The whole site: pages, JSON API, SSE, metrics; security headers on every response.
+pub fn app(state: WebState) -> Router {
+    api::routes(state.clone())
+        .merge(assets::routes())
+        .layer(axum::middleware::from_fn(assets::security_headers))
+        .with_state(state)
+}
+
+/// A bound status page, not yet serving.
+pub struct WebServer {
+    listener: std::net::TcpListener,
+    tls: Option<tls::TlsConfig>,
+    state: WebState,
+}
+
+impl WebServer {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+/// Binds the listen address and loads the TLS files (so `tend up` fails early on a bad certificate or
+/// a taken port) and resolves the users: the configured ones, or a generated admin password printed
+/// once on the terminal.
+pub fn bind(
+    ctx: crate::control::server::Context,
+    shutdown: CancellationToken,
+) -> Result<Option<WebServer>, WebError> {
+    let Some(settings) = ctx.config.web.clone() else {
+        return Ok(None);
+    };
+    let tls = match &settings.tls {
+        Some(files) => Some(tls::load(files)?),
+        None => None,
+    };
+    let users = if settings.users.is_empty() {
+        vec![auth::generated_admin(
+            &ctx.config.supervisor.state_dir,
+            settings.listen,
+            tls.is_some(),
+        )?]
+    } else {
+        settings.users.clone()
+    };
+    let listener =
+        std::net::TcpListener::bind(settings.listen).map_err(|source| WebError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| WebError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let state = WebState::new(ctx, settings, users, shutdown);
+    Ok(Some(WebServer {
+        listener,
+        tls,
+        state,
+    }))
+}
+
+impl WebServer {
+    /// Serves until the state's shutdown token fires; open connections are drained.
+    pub async fn serve(self) {
+        let addr = self.local_addr();
+        let shutdown = self.state.shutdown.clone();
+        let router = app(self.state);
+        let listener = match tokio::net::TcpListener::from_std(self.listener) {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::error!("status page: cannot use the bound socket: {err}");
+                return;
+            }
+        };
+        tracing::info!(
+            addr = ?addr,
+            tls = self.tls.is_some(),
+            "status page listening"
+        );
+        match self.tls {
+            Some(tls) => tls::serve(listener, tls, router, shutdown).await,
+            None => {
+                let service = router.into_make_service_with_connect_info::<ClientAddr>();
+                if let Err(err) = axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await
+                {
+                    tracing::error!("status page stopped: {err}");
+                }
+            }
+        }
+    }
+}
