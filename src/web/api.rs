@@ -56,6 +56,7 @@ pub(super) fn routes(_state: WebState) -> Router<WebState> {
         .route("/api/diagnose", get(diagnose))
         .route("/api/logs", get(logs_page))
         .route("/api/logs/download", get(logs_download))
+        .route("/api/logs/live", get(logs_live))
         .route("/api/history", get(history))
         .route("/api/chats", get(chats))
         .route("/api/audit", get(audit))
@@ -547,6 +548,55 @@ async fn logs_download(
         );
     }
     Ok((headers, body).into_response())
+}
+
+/// New lines as they are captured (`line` events), filtered like the search. Ends with tend.
+async fn logs_live(
+    State(state): State<WebState>,
+    _caller: Caller,
+    Query(params): Query<LogParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
+    let query = log_query(&state, params)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
+    let patterns = std::sync::Arc::new(logs::pattern_set(&state.config));
+    for name in &query.services {
+        let Some(log) = state.core.log(name).await? else {
+            continue;
+        };
+        let mut lines = log.subscribe();
+        let (tx, name, query, patterns) =
+            (tx.clone(), name.clone(), query.clone(), patterns.clone());
+        let (redactor, shutdown) = (state.redactor.clone(), state.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let line = tokio::select! {
+                    line = lines.recv() => line,
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                };
+                let line = match line {
+                    Ok(line) => line,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(found) =
+                    logs::filter_live(&query, &patterns, &redactor, &name, (*line).clone())
+                else {
+                    continue;
+                };
+                if let Ok(event) = SseEvent::default().event("line").json_data(&found) {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[derive(Deserialize)]

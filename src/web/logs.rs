@@ -209,6 +209,31 @@ fn log_files(dir: &Path, name: &str) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// Filters one live line the way [`search`] filters stored ones (for the live tail).
+pub fn filter_live(
+    query: &LogQuery,
+    patterns: &PatternSet,
+    redactor: &Redactor,
+    service: &str,
+    line: LogLine,
+) -> Option<FoundLine> {
+    let mut matcher = Matcher {
+        query,
+        needle: query
+            .text
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| memmem::Finder::new(t.to_ascii_lowercase().as_bytes()).into_owned()),
+        patterns,
+        redactor,
+        lower: Vec::new(),
+    };
+    if query.from.is_some_and(|from| line.ts < from) {
+        return None;
+    }
+    matcher.check(service, line)
+}
+
 /// One service's lines, newest first.
 struct Reverse {
     files: Vec<(u64, PathBuf)>,

@@ -81,6 +81,8 @@ pub struct ServiceCard {
     pub error_types: Vec<ErrorType>,
     /// Why the next start is held back, in words.
     pub next_start_text: Option<String>,
+    /// The last start's reason, in words (`manual by web:ann@10.0.0.1`).
+    pub last_start_text: Option<String>,
 }
 
 /// A raised alert, for the banner.
@@ -205,6 +207,10 @@ pub fn build(
                     })
                     .unwrap_or_default(),
                 next_start_text,
+                last_start_text: s.last_start.as_ref().map(|r| {
+                    let forced = if r.forced { " (forced)" } else { "" };
+                    redactor.text(&format!("{}{forced}", r.reason)).into_owned()
+                }),
                 status,
             }
         })
