@@ -218,7 +218,7 @@ function renderBanners(view) {
       el('strong', { text: 'Flood-wait recovery of ' + r.recovery.group }),
       ' · stage ', el('span', { class: 'stage', text: stage }),
       service ? ' · ' + service : '',
-      r.until_ms && !finished ? el('span', { class: 'countdown', 'data-until': r.until_ms, text: ' · ' + human(r.until_ms - serverNow()) + ' left' }) : '',
+      r.until_ms && !finished ? el('span', { class: 'countdown', 'data-until': r.until_ms, 'data-prefix': ' · ', text: ' · ' + human(r.until_ms - serverNow()) + ' left' }) : '',
       el('div', { class: 'summary', text: r.summary }));
     if (!finished && state.me && state.me.role === 'operator') {
       b.append(el('button', { class: 'cancel-recovery', onclick: () => groupAction(r.recovery.group, 'cancel_recovery') }, 'Cancel recovery'));
@@ -236,7 +236,7 @@ function currentRecoveryService(r) {
 
 function tick() {
   for (const c of document.querySelectorAll('.countdown')) {
-    c.textContent = ' · ' + human(Number(c.dataset.until) - serverNow()) + ' left';
+    c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - serverNow()) + ' left';
   }
 }
 
@@ -277,7 +277,7 @@ function cardContent(s) {
     ['next start', s.next_start_text || 'allowed now'],
   ];
   if (s.flood_until_ms && s.flood_until_ms > serverNow()) {
-    rows.push(['flood wait', el('span', { class: 'countdown', 'data-until': s.flood_until_ms, text: human(s.flood_until_ms - serverNow()) })]);
+    rows.push(['flood wait', el('span', { class: 'countdown', 'data-until': s.flood_until_ms, text: human(s.flood_until_ms - serverNow()) + ' left' })]);
   }
   if (s.last_start_text) rows.push(['last start', s.last_start_text]);
   const dl = el('dl');

@@ -199,3 +199,98 @@ impl WebServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// A real core and monitor over a config with one idle service, and the router without a socket.
+    async fn state(dir: &std::path::Path) -> WebState {
+        let text = "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n\
+                    [services.idle]\ncommand = \"sleep 1000\"\nautostart = false\n\
+                    [web]\nlisten = \"127.0.0.1:1\"\n";
+        let config = Arc::new(crate::config::parse(&dir.join("supervisor.toml"), text).unwrap());
+        let shutdown = CancellationToken::new();
+        let clock = crate::clock::Clock::new();
+        let (supervisor, core) =
+            crate::core::Supervisor::new(config.clone(), clock, shutdown.clone()).unwrap();
+        tokio::spawn(supervisor.run());
+        let (monitor, _tasks) =
+            crate::checks::monitor::spawn(config.clone(), core.clone(), clock, shutdown.clone())
+                .await;
+        let ctx = crate::control::server::Context {
+            core,
+            monitor,
+            config: config.clone(),
+            http: reqwest::Client::new(),
+        };
+        let users = vec![crate::config::WebUser {
+            name: "ann".into(),
+            password_hash: hash_password("pw").unwrap(),
+            role: crate::config::WebRole::Operator,
+        }];
+        let settings = config.web.clone().unwrap();
+        WebState::new(ctx, settings, users, shutdown)
+    }
+
+    fn get(path: &str, cookie: &str) -> Request<Body> {
+        Request::get(path)
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_router_answers_without_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(state(dir.path()).await);
+
+        let page = app.clone().oneshot(get("/", "")).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"));
+        assert_eq!(page.headers()[header::X_FRAME_OPTIONS], "DENY");
+
+        let anon = app.clone().oneshot(get("/api/status", "")).await.unwrap();
+        assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+
+        let login = Request::post("/api/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"user":"ann","password":"pw"}"#))
+            .unwrap();
+        let login = app.clone().oneshot(login).await.unwrap();
+        assert_eq!(login.status(), StatusCode::OK);
+        let cookie = login.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+
+        let status = app
+            .clone()
+            .oneshot(get("/api/status", &cookie))
+            .await
+            .unwrap();
+        assert_eq!(status.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(status.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(view["services"][0]["name"], "idle");
+        assert_eq!(view["services"][0]["color"], "red");
+
+        let no_csrf = Request::post("/api/services/idle/start")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let no_csrf = app.clone().oneshot(no_csrf).await.unwrap();
+        assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    }
+}
