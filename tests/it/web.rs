@@ -642,7 +642,7 @@ fn live_updates_over_sse() {
     let port = free_port();
     let body = format!("{}{}", sleeper("a", ""), web_table(port, ""));
     let world = World::new(&body);
-    let _tend = world.up();
+    let mut tend = world.up();
     wait_web(port);
     world.wait_state("a", ServiceState::Running, T);
     let op = Client::login(port, "op", "op-pass");
@@ -671,4 +671,92 @@ fn live_updates_over_sse() {
     assert_eq!(op.post("/api/services/a/stop", "").status, 200);
     read_until("\"color\":\"red\"", &mut seen);
     assert!(seen.contains("event: status"), "{seen}");
+    // An open event stream does not hold up a graceful shutdown.
+    tend.signal(libc::SIGTERM);
+    let status = tend.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn hash_password_prints_a_verifiable_argon2id_hash() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(TEND)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let hash = stdout(&out).trim().to_string();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    assert!(tend::web::verify_password(&hash, "correct horse"));
+    assert!(!tend::web::verify_password(&hash, "correct horse\n"));
+    // An empty password is refused.
+    let out = Command::new(TEND)
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn flood_recovery_from_the_page_and_its_cancel() {
+    let port = free_port();
+    let group = "[groups.g]\nmin_start_spacing = \"0s\"\nmax_starts = 100\nwindow = \"1h\"\n\
+                 [groups.g.recovery]\ncooldown = \"1h\"\nauto = false\n";
+    let body = format!(
+        "{group}{}{}{}",
+        sleeper("a", "group = \"g\""),
+        sleeper("b", "group = \"g\""),
+        web_table(port, "")
+    );
+    let world = World::new(&body);
+    let _tend = world.up();
+    wait_web(port);
+    world.wait_state("a", ServiceState::Running, T);
+    world.wait_state("b", ServiceState::Running, T);
+    let viewer = Client::login(port, "viewer", "view-pass");
+    assert_eq!(viewer.post("/api/groups/g/recover", "").status, 403);
+    let op = Client::login(port, "op", "op-pass");
+    let started = op.post(
+        "/api/groups/g/recover",
+        r#"{"reason":"both in flood wait"}"#,
+    );
+    assert_eq!(started.status, 200, "{}", started.body);
+    let cooldown = wait_for(T, "the recovery's cooldown", || {
+        let s = op.get("/api/status").json();
+        (s["recoveries"][0]["recovery"]["stage"]["stage"] == "cooldown").then_some(s)
+    });
+    assert!(
+        cooldown["recoveries"][0]["until_ms"].as_i64().unwrap()
+            > cooldown["at_ms"].as_i64().unwrap()
+    );
+    assert_eq!(world.service("a").state, ServiceState::Stopped);
+    let metrics = op.get("/metrics").body;
+    assert!(
+        metrics.contains("tend_recovery_active{group=\"g\"} 1"),
+        "{metrics}"
+    );
+    let cancelled = op.post("/api/groups/g/cancel_recovery", "");
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    wait_for(T, "the recovery cancelled", || {
+        let s = op.get("/api/status").json();
+        (s["recoveries"][0]["recovery"]["stage"]["stage"] == "cancelled").then_some(())
+    });
+    let audit = op.get("/api/audit").json();
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "recover" && e["reason"] == "both in flood wait"));
 }
