@@ -256,7 +256,11 @@ function renderCards(view) {
     let card = box.querySelector('[data-service="' + CSS.escape(s.name) + '"]');
     const fresh = card ? null : el('article', { class: 'card', 'data-service': s.name });
     card = card || fresh;
+    // Keep what the reader opened or closed: a re-render every few seconds must not undo it.
+    const open = {};
+    for (const d of card.querySelectorAll('details')) open[d.className] = d.open;
     card.replaceChildren(...cardContent(s));
+    for (const d of card.querySelectorAll('details')) if (d.className in open) d.open = open[d.className];
     card.dataset.state = s.state;
     card.dataset.color = s.color;
     if (fresh) box.append(fresh);

@@ -380,12 +380,9 @@ impl Matcher<'_> {
                 .extend(text.bytes().map(|b| b.to_ascii_lowercase()));
             needle.find(&self.lower)?;
         }
-        let need_class = self.query.errors_only || self.query.error_type.is_some();
-        let classified = if need_class || line.stream == Stream::Stderr {
-            self.patterns.classify_text(&text)
-        } else {
-            None
-        };
+        // Cheap: the pattern set is a prefiltered RegexSet, and without a filter only the lines of one
+        // page get this far.
+        let classified = self.patterns.classify_text(&text);
         let error = match &classified {
             Some(c) => c.severity != Severity::Info,
             None => looks_like_error(&text),
