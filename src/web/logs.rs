@@ -25,6 +25,8 @@ use crate::config::{CheckKind, Config};
 use crate::logs::{parse_line, LogLine, Stream};
 
 const BLOCK_BYTES: usize = 256 * 1024;
+/// The longest partial line kept between blocks.
+const MAX_CARRY_BYTES: usize = 4 * crate::logs::MAX_LINE_BYTES;
 pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_LIMIT: usize = 5000;
 /// Bytes read per request at most; the page asks again with the cursor.
@@ -353,7 +355,11 @@ impl Reverse {
             }
             if start > 0 {
                 let head_end = first_nl.unwrap_or(buf.len());
-                self.carry = buf[..head_end].to_vec();
+                // tend writes lines of at most MAX_LINE_BYTES; a longer run without a newline was not
+                // written by it, and keeping it would let one odd file eat memory.
+                if head_end <= MAX_CARRY_BYTES {
+                    self.carry = buf[..head_end].to_vec();
+                }
             }
         }
     }
