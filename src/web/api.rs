@@ -160,25 +160,14 @@ pub(super) async fn build_view(state: &WebState) -> StatusView {
     let usage = tokio::task::spawn_blocking(move || sampler.sample(&pids))
         .await
         .unwrap_or_default();
-    let types = error_type_names(state);
     view::build(
         &state.config,
         &snapshot,
         &errors,
         &usage,
         &state.redactor,
-        &types,
+        &state.error_types,
     )
-}
-
-fn error_type_names(state: &WebState) -> Vec<String> {
-    let mut names: Vec<String> = logs::pattern_set(&state.config)
-        .names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    names.dedup();
-    names
 }
 
 async fn status(State(state): State<WebState>, caller: Caller) -> Json<StatusView> {
@@ -499,7 +488,7 @@ async fn logs_page(
     let query = log_query(&state, params)?;
     let dir = state.log_dir();
     let redactor = state.redactor.clone();
-    let patterns = logs::pattern_set(&state.config);
+    let patterns = state.patterns.clone();
     let page =
         tokio::task::spawn_blocking(move || logs::search(&dir, &query, &patterns, &redactor))
             .await
@@ -520,7 +509,7 @@ async fn logs_download(
     query.cursor = None;
     let dir = state.log_dir();
     let redactor = state.redactor.clone();
-    let patterns = logs::pattern_set(&state.config);
+    let patterns = state.patterns.clone();
     let (lines, cut) = tokio::task::spawn_blocking(move || {
         logs::collect_all(&dir, &query, &patterns, &redactor, DOWNLOAD_MAX_LINES)
     })
@@ -558,7 +547,7 @@ async fn logs_live(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     let query = log_query(&state, params)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
-    let patterns = std::sync::Arc::new(logs::pattern_set(&state.config));
+    let patterns = state.patterns.clone();
     for name in &query.services {
         let Some(log) = state.core.log(name).await? else {
             continue;

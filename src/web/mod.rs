@@ -67,6 +67,9 @@ pub struct WebState {
     pub audit: Arc<audit::Audit>,
     pub redactor: Arc<redact::Redactor>,
     pub usage: Arc<view::UsageSampler>,
+    /// The log patterns (compiled once: a RegexSet is costly to build) and their names.
+    pub patterns: Arc<crate::checks::classify::PatternSet>,
+    pub error_types: Arc<Vec<String>>,
     /// Ends SSE streams so a graceful shutdown does not wait for browsers to go away.
     pub shutdown: CancellationToken,
 }
@@ -81,7 +84,13 @@ impl WebState {
     ) -> WebState {
         let audit_path = ctx.config.supervisor.state_dir.join("web-audit.jsonl");
         let redactor = redact::Redactor::from_config(&ctx.config, &settings.redact);
+        let patterns = logs::pattern_set(&ctx.config);
+        let mut error_types: Vec<String> =
+            patterns.names().into_iter().map(str::to_string).collect();
+        error_types.dedup();
         WebState {
+            patterns: Arc::new(patterns),
+            error_types: Arc::new(error_types),
             auth: Arc::new(auth::Auth::new(users, settings.session_ttl)),
             audit: Arc::new(audit::Audit::open(audit_path)),
             redactor: Arc::new(redactor),

@@ -23,16 +23,35 @@ pub struct Usage {
     pub cpu_percent: Option<f64>,
 }
 
-/// CPU needs two samples; this keeps the previous one per pid.
+/// Samples are reused for this long: a /proc scan per request would cost more than the page under load,
+/// and CPU over a millisecond says nothing.
+const USAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// CPU needs two samples; this keeps the previous one per pid, and the latest result.
 #[derive(Default)]
 pub struct UsageSampler {
-    samplers: Mutex<HashMap<u32, CpuSampler>>,
+    samplers: Mutex<Samples>,
+}
+
+#[derive(Default)]
+struct Samples {
+    cpu: HashMap<u32, CpuSampler>,
+    last: Option<(Instant, Vec<u32>, HashMap<u32, Usage>)>,
 }
 
 impl UsageSampler {
     /// Blocking /proc reads: call from `spawn_blocking` (it is fast, but it is I/O).
     pub fn sample(&self, pids: &[u32]) -> HashMap<u32, Usage> {
-        let mut samplers = self.samplers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.samplers.lock().unwrap_or_else(|p| p.into_inner());
+        let Samples {
+            cpu: samplers,
+            last,
+        } = &mut *guard;
+        if let Some((at, for_pids, usage)) = last {
+            if at.elapsed() < USAGE_MAX_AGE && for_pids == pids {
+                return usage.clone();
+            }
+        }
         samplers.retain(|pid, _| pids.contains(pid));
         let mut out = HashMap::new();
         for pid in pids {
@@ -50,6 +69,7 @@ impl UsageSampler {
                 );
             }
         }
+        *last = Some((Instant::now(), pids.to_vec(), out.clone()));
         out
     }
 }
