@@ -10,6 +10,7 @@
 //! - [`control`]: the Unix control socket, its protocol and the CLI client.
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
+//! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub mod recovery;
 pub mod schedule;
 pub mod sim;
 pub mod state;
+pub mod web;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -69,11 +71,23 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         config: config.clone(),
         http: reqwest::Client::new(),
     };
+    let web = match web::bind(context.clone(), shutdown.clone()) {
+        Ok(web) => web.map(|server| tokio::spawn(server.serve())),
+        Err(err) => {
+            // The services are already coming up; a broken page must not take them down with it.
+            tracing::error!("status page not started: {err}");
+            eprintln!("tend: status page not started: {err}");
+            None
+        }
+    };
     let control = tokio::spawn(socket.serve(context, shutdown.clone()));
     let _ = core.await;
     // The core ends on a shutdown command too; make sure every other task follows.
     shutdown.cancel();
     let _ = control.await;
+    if let Some(web) = web {
+        let _ = web.await;
+    }
     checks.wait().await;
     Ok(())
 }

@@ -110,6 +110,9 @@ enum Cmd {
     },
     /// Check that the configuration is valid, print every problem.
     Check,
+    /// Print an argon2id hash of a password (from stdin, or asked for twice on a terminal) for
+    /// `[[web.users]] password_hash`.
+    HashPassword,
     /// The Telethon service emulator (same as the `tend-sim` binary).
     #[command(hide = true)]
     Sim(Box<tend::sim::SimArgs>),
@@ -129,6 +132,18 @@ fn main() -> ExitCode {
     if let Cmd::Sim(args) = cli.command {
         return tend::sim::run_args(*args);
     }
+    if let Cmd::HashPassword = cli.command {
+        return match hash_password() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::from(exit::OK)
+            }
+            Err(err) => {
+                eprintln!("tend: {err:#}");
+                ExitCode::from(exit::FAILED)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -144,6 +159,47 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::from(code)
+}
+
+/// Reads a password (the first line of stdin; on a terminal, asked twice without echo) and hashes it.
+fn hash_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let read_line = |prompt: Option<&str>| -> anyhow::Result<String> {
+        if let Some(prompt) = prompt {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let password = if stdin.is_terminal() {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        let fd = std::io::stdin();
+        let saved = tcgetattr(&fd).context("reading the terminal settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&fd, SetArg::TCSANOW, &quiet).context("turning off echo")?;
+        let first = read_line(Some("Password: "));
+        eprintln!();
+        let second = read_line(Some("Again: "));
+        eprintln!();
+        let _ = tcsetattr(&fd, SetArg::TCSANOW, &saved);
+        let (first, second) = (first?, second?);
+        anyhow::ensure!(first == second, "the two passwords differ; nothing printed");
+        first
+    } else {
+        read_line(None)?
+    };
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password is empty; type one (or pipe it: echo 'pw' | tend hash-password)"
+    );
+    tend::web::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
 }
 
 fn check(config: &Path) -> u8 {
@@ -314,7 +370,9 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             json_out = json;
             Request::Diagnose
         }
-        Cmd::Up | Cmd::Check | Cmd::Sim(_) => unreachable!("handled before connecting"),
+        Cmd::Up | Cmd::Check | Cmd::HashPassword | Cmd::Sim(_) => {
+            unreachable!("handled before connecting")
+        }
     };
     let follow = matches!(request, Request::Logs { follow: true, .. });
     client.send(&request).await?;

@@ -29,6 +29,7 @@ mod suggest;
 mod tests;
 mod validate;
 mod values;
+mod web;
 
 pub use diff::{diff, ConfigDiff};
 pub use duration::{format_duration, parse_duration, parse_size};
@@ -48,6 +49,54 @@ pub struct Config {
     pub checks: BTreeMap<String, CheckConfig>,
     /// `[alerts]`: where alerts go besides tend's log and status.
     pub alerts: AlertSettings,
+    /// `[web]`: the status page; `None` (no `[web]` table) = no web server.
+    pub web: Option<WebSettings>,
+}
+
+/// `[web]`: the password-protected status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSettings {
+    /// Where the page listens. Default 127.0.0.1:8080. A non-loopback address needs TLS or
+    /// `allow_plain_http = true`.
+    pub listen: std::net::SocketAddr,
+    /// Certificate chain and private key (PEM), both or neither.
+    pub tls: Option<TlsFiles>,
+    pub allow_plain_http: bool,
+    /// How long a login lasts. Default 12h.
+    pub session_ttl: Duration,
+    /// `/metrics` without a login. Default false.
+    pub metrics_public: bool,
+    /// Env-name patterns (`*` = any run of characters, case-insensitive) whose values never reach the
+    /// page, in addition to the built-in `*HASH*`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, `*SESSION*`.
+    pub redact: Vec<String>,
+    /// `[[web.users]]`; empty = a generated admin password (printed once by the first `tend up`).
+    pub users: Vec<WebUser>,
+}
+
+/// TLS material of the status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One `[[web.users]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebUser {
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$v=19$...`), as printed by `tend hash-password`.
+    pub password_hash: String,
+    pub role: WebRole,
+}
+
+/// What a web user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebRole {
+    /// Sees everything, changes nothing.
+    Viewer,
+    /// May also start, stop, restart, reload caches and run recoveries.
+    Operator,
 }
 
 /// `[supervisor]`: settings of tend itself.

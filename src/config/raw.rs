@@ -398,6 +398,7 @@ declare_table! {
         services,
         checks,
         alerts,
+        web,
     }
 }
 
@@ -484,6 +485,29 @@ declare_table! {
         webhook,
         retries,
         retry_delay,
+    }
+}
+
+declare_table! {
+    /// `[web]`: the status page.
+    struct RawWeb {
+        listen,
+        tls_cert,
+        tls_key,
+        allow_plain_http,
+        session_ttl,
+        metrics_public,
+        redact,
+        users,
+    }
+}
+
+declare_table! {
+    /// One `[[web.users]]`.
+    struct RawWebUser {
+        name,
+        password_hash,
+        role,
     }
 }
 

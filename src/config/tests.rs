@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::raw::{
     RawAlerts, RawBackoff, RawCheck, RawCheckFile, RawFile, RawGroup, RawOnFail, RawPattern,
-    RawRecovery, RawService, RawSupervisor,
+    RawRecovery, RawService, RawSupervisor, RawWeb, RawWebUser,
 };
 use super::*;
 
@@ -306,6 +306,7 @@ fn minimal_fixture_fills_every_default() {
         groups: BTreeMap::new(),
         checks: BTreeMap::new(),
         alerts: default_alerts(),
+        web: None,
     };
     assert_eq!(config, expected);
 }
@@ -362,6 +363,7 @@ fn telethon_fixture_parses_into_the_expected_config() {
         )]),
         checks: BTreeMap::new(),
         alerts: default_alerts(),
+        web: None,
     };
     assert_eq!(config, expected);
 }
@@ -647,6 +649,7 @@ fn full_fixture_reads_every_key() {
             retries: 0,
             retry_delay: Duration::from_millis(500),
         },
+        web: None,
     };
     // Check by check first: a difference in one is easier to read than in the whole config.
     for (name, check) in &expected.checks {
@@ -1181,7 +1184,7 @@ fn the_reference_documents_every_key() {
         "/docs/config-reference.md"
     ))
     .unwrap();
-    let tables: [(&str, &[&str]); 11] = [
+    let tables: [(&str, &[&str]); 13] = [
         ("top level", RawFile::KEYS),
         ("a check file's top level", RawCheckFile::KEYS),
         ("[supervisor]", RawSupervisor::KEYS),
@@ -1193,6 +1196,8 @@ fn the_reference_documents_every_key() {
         ("[checks.NAME]", RawCheck::KEYS),
         ("on_fail", RawOnFail::KEYS),
         ("[[checks.NAME.pattern]]", RawPattern::KEYS),
+        ("[web]", RawWeb::KEYS),
+        ("[[web.users]]", RawWebUser::KEYS),
     ];
     for (table, keys) in tables {
         for key in keys {
@@ -1286,4 +1291,54 @@ fn odd_inputs_are_handled() {
         config.group_of("a").unwrap().window,
         Duration::from_secs(3600)
     );
+}
+
+const TEST_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+#[test]
+fn web_defaults_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[services.a]\ncommand = \"x\"\n[web]\nredact = [\"*API_ID*\"]\n\
+         [[web.users]]\nname = \"admin\"\npassword_hash = \"{TEST_HASH}\"\nrole = \"operator\"\n\
+         [[web.users]]\nname = \"ro\"\npassword_hash = \"{TEST_HASH}\"\n"
+    );
+    let web = load_text(&dir, &text).unwrap().web.unwrap();
+    assert_eq!(web.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(web.session_ttl, Duration::from_secs(12 * 3600));
+    assert!(!web.metrics_public && !web.allow_plain_http && web.tls.is_none());
+    assert_eq!(web.redact, ["*API_ID*"]);
+    assert_eq!(web.users.len(), 2);
+    assert_eq!(web.users[0].role, WebRole::Operator);
+    assert_eq!(
+        web.users[1].role,
+        WebRole::Viewer,
+        "viewer is the default role"
+    );
+    let none = load_text(&dir, "[services.a]\ncommand = \"x\"\n").unwrap();
+    assert!(none.web.is_none(), "no [web] table, no web server");
+}
+
+#[test]
+fn web_problems_are_all_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[services.a]\ncommand = \"x\"\n[web]\nlisten = \"0.0.0.0:80\"\ntls_key = \"k.pem\"\n\
+                session_ttl = \"0s\"\n[[web.users]]\nname = \"admin\"\npassword_hash = \"hunter2\"\n\
+                role = \"god\"\n";
+    let err = load_text(&dir, text).unwrap_err();
+    let all = err.to_string();
+    assert!(all.contains("needs both tls_cert and tls_key"), "{all}");
+    assert!(all.contains("a non-loopback address needs TLS"), "{all}");
+    assert!(all.contains("must be longer than 0s"), "{all}");
+    assert!(all.contains("not an argon2 PHC string"), "{all}");
+    assert!(
+        !all.contains("hunter2"),
+        "a mistyped password is never echoed: {all}"
+    );
+    assert!(all.contains("role = \"god\""), "{all}");
+    // Plain HTTP off loopback is allowed when the config insists.
+    let ok =
+        "[services.a]\ncommand = \"x\"\n[web]\nlisten = \"0.0.0.0:80\"\nallow_plain_http = true\n";
+    assert!(load_text(&dir, ok).unwrap().web.unwrap().allow_plain_http);
 }

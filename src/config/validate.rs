@@ -113,6 +113,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let services = v.services(file.services.as_ref(), &known);
     let alerts = v.alerts(file.alerts.as_ref());
+    let web = v.web(file.web.as_ref());
 
     let declared_services = table_keys(file.services.as_ref());
     let targets = Targets {
@@ -132,6 +133,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         groups,
         checks: checks.into_checks(),
         alerts,
+        web,
     })
 }
 

@@ -6,3 +6,4 @@ mod control;
 mod core;
 mod helper;
 mod recovery;
+mod web;

@@ -1,0 +1,269 @@
+//! Validation of `[web]` and its `[[web.users]]`: the listen address and the rule that keeps plain HTTP
+//! on loopback, the TLS file pair, session length, redaction patterns, and users whose password hashes
+//! must be argon2 PHC strings (a plain password in the file is refused, never silently accepted).
+//!
+//! Like the rest of `validate`, nothing here touches the file system: the TLS files are read when the
+//! web server starts, so a certificate renewed in place is picked up by a restart of tend.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{index_path, Field, RawWeb, RawWebUser, Table, Value};
+use super::validate::Validator;
+use super::{TlsFiles, WebRole, WebSettings, WebUser};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+const HASH_HELP: &str =
+    "run `tend hash-password`, type the password, and paste the line it prints \
+                         (it starts with $argon2id$)";
+
+impl Validator {
+    pub(super) fn web(&mut self, field: Option<&Field>) -> Option<WebSettings> {
+        let field = field?;
+        let table = self.table(field, "a [web] header followed by its keys")?;
+        let raw = RawWeb::read(table, "web", &mut self.report);
+        let listen = raw.listen.as_ref().and_then(|f| self.listen(f));
+        let listen = listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        });
+        let cert = self.path(raw.tls_cert.as_ref());
+        let key = self.path(raw.tls_key.as_ref());
+        let tls = match (cert, key, &raw.tls_cert, &raw.tls_key) {
+            (Some(cert), Some(key), _, _) => Some(TlsFiles { cert, key }),
+            (Some(_), None, Some(f), None) | (None, Some(_), None, Some(f)) => {
+                let missing = if f.name == "tls_cert" {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                };
+                self.value_error(
+                    f,
+                    format!("TLS needs both tls_cert and tls_key; `{missing}` is missing"),
+                    Some(
+                        "add the other one (PEM files: the certificate chain and its private \
+                         key), or remove this one to serve plain HTTP on loopback"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+            _ => None,
+        };
+        let allow_plain_http = self.boolean(raw.allow_plain_http.as_ref()).unwrap_or(false);
+        if tls.is_none() && !allow_plain_http && !listen.ip().is_loopback() {
+            if let Some(f) = &raw.listen {
+                self.value_error(
+                    f,
+                    "a non-loopback address needs TLS: passwords and session cookies would cross \
+                     the network in clear text",
+                    Some(
+                        "set tls_cert and tls_key, or listen on 127.0.0.1 behind a TLS proxy, or \
+                         (on a trusted network only) set allow_plain_http = true"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+        let session_ttl = self
+            .positive_duration(
+                raw.session_ttl.as_ref(),
+                "session_ttl is how long a login lasts, e.g. session_ttl = \"12h\"",
+            )
+            .unwrap_or(DEFAULT_SESSION_TTL);
+        let metrics_public = self.boolean(raw.metrics_public.as_ref()).unwrap_or(false);
+        let redact = raw
+            .redact
+            .as_ref()
+            .map(|f| self.redact(f))
+            .unwrap_or_default();
+        let users = raw
+            .users
+            .as_ref()
+            .map(|f| self.web_users(f))
+            .unwrap_or_default();
+        Some(WebSettings {
+            listen,
+            tls,
+            allow_plain_http,
+            session_ttl,
+            metrics_public,
+            redact,
+            users,
+        })
+    }
+
+    fn listen(&mut self, field: &Field) -> Option<SocketAddr> {
+        let text = self.string(field)?;
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.value_error(
+                    field,
+                    "not an IP address with a port",
+                    Some(
+                        "write ip:port, e.g. listen = \"127.0.0.1:8080\" (IPv6: \"[::1]:8080\"); \
+                         host names are not resolved"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn redact(&mut self, field: &Field) -> Vec<String> {
+        const HELP: &str = "list env-name patterns, `*` matching anything, e.g. redact = \
+                            [\"*API_ID*\", \"DB_URL\"]";
+        let Value::Array(items) = &field.node.value else {
+            self.type_error(field, "an array of strings", Some(HELP.to_string()));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match &item.value {
+                Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+                other => self.report.error(
+                    item.span.clone(),
+                    Some(&index_path(&field.path, index + 1)),
+                    format!(
+                        "`redact` element {}: expected a non-empty pattern, found {}",
+                        index + 1,
+                        if matches!(other, Value::String(_)) {
+                            "an empty string"
+                        } else {
+                            other.kind()
+                        }
+                    ),
+                    Some(HELP.to_string()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn web_users(&mut self, field: &Field) -> Vec<WebUser> {
+        let how = "write each user as a [[web.users]] block with name, password_hash and role";
+        let Value::Array(items) = &field.node.value else {
+            self.type_error(field, "an array of tables", Some(how.to_string()));
+            return Vec::new();
+        };
+        let mut users = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let path = index_path(&field.path, index + 1);
+            let Value::Table(table) = &item.value else {
+                self.report.error(
+                    item.span.clone(),
+                    Some(&path),
+                    format!("expected a table, found {}", item.kind()),
+                    Some(how.to_string()),
+                );
+                continue;
+            };
+            if let Some(user) = self.web_user(&path, item.span.clone(), table) {
+                if !seen.insert(user.name.clone()) {
+                    self.report.error(
+                        item.span.clone(),
+                        Some(&path),
+                        format!("user `{}` is defined twice", user.name),
+                        Some("user names must be unique; remove or rename one".to_string()),
+                    );
+                    continue;
+                }
+                users.push(user);
+            }
+        }
+        users
+    }
+
+    fn web_user(
+        &mut self,
+        path: &str,
+        span: std::ops::Range<usize>,
+        table: &Table,
+    ) -> Option<WebUser> {
+        let raw = RawWebUser::read(table, path, &mut self.report);
+        let missing = |v: &mut Validator, key: &str, help: &str| {
+            v.report.error(
+                span.clone(),
+                Some(path),
+                format!("[[web.users]] needs `{key}`"),
+                Some(help.to_string()),
+            );
+        };
+        let name = match &raw.name {
+            Some(f) => self.string(f).map(str::to_string).and_then(|name| {
+                let ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+                if !ok {
+                    self.value_error(
+                        f,
+                        "user names are 1 to 64 letters, digits, `_`, `-`, `.` or `@`",
+                        Some("e.g. name = \"admin\"".to_string()),
+                    );
+                    return None;
+                }
+                Some(name)
+            }),
+            None => {
+                missing(self, "name", "e.g. name = \"admin\"");
+                None
+            }
+        };
+        let password_hash = match &raw.password_hash {
+            Some(f) => self.string(f).and_then(|hash| {
+                match argon2::password_hash::PasswordHash::new(hash) {
+                    Ok(parsed) if parsed.algorithm.as_str().starts_with("argon2") => {
+                        Some(hash.to_string())
+                    }
+                    Ok(parsed) => {
+                        self.value_error(
+                            f,
+                            format!(
+                                "`{}` hashes are not accepted, only argon2",
+                                parsed.algorithm
+                            ),
+                            Some(HASH_HELP.to_string()),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        // Never echo the value: it may be a password typed in by mistake.
+                        self.report.error(
+                            f.node.span.clone(),
+                            Some(&f.path),
+                            "password_hash is not an argon2 PHC string (a plain password is never \
+                             accepted here)"
+                                .to_string(),
+                            Some(HASH_HELP.to_string()),
+                        );
+                        None
+                    }
+                }
+            }),
+            None => {
+                missing(self, "password_hash", HASH_HELP);
+                None
+            }
+        };
+        let role = match &raw.role {
+            Some(f) => self.choice(
+                Some(f),
+                &[("operator", WebRole::Operator), ("viewer", WebRole::Viewer)],
+            ),
+            None => Some(WebRole::Viewer),
+        };
+        Some(WebUser {
+            name: name?,
+            password_hash: password_hash?,
+            role: role?,
+        })
+    }
+}

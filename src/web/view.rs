@@ -1,0 +1,297 @@
+//! What the page shows, computed from what the core published: a [`Snapshot`] plus the checks' error
+//! reports, the process trees' memory/CPU and the alert banners. Pure functions over their inputs,
+//! except [`UsageSampler`], which reads /proc (memory and CPU of each service's process tree).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::redact::Redactor;
+use crate::checks::monitor::ErrorReport;
+use crate::checks::probe::procstat::{tree_usage, CpuSampler};
+use crate::clock::Millis;
+use crate::config::{CheckKind, Config, WebRole};
+use crate::core::{RecoveryView, ServiceState, ServiceStatus, Snapshot};
+
+/// Memory and CPU of one process tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub rss_bytes: u64,
+    /// Percent of one core since the previous sample; `None` on the first sample.
+    pub cpu_percent: Option<f64>,
+}
+
+/// Samples are reused for this long: a /proc scan per request would cost more than the page under load,
+/// and CPU over a millisecond says nothing.
+const USAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// CPU needs two samples; this keeps the previous one per pid, and the latest result.
+#[derive(Default)]
+pub struct UsageSampler {
+    samplers: Mutex<Samples>,
+}
+
+#[derive(Default)]
+struct Samples {
+    cpu: HashMap<u32, CpuSampler>,
+    last: Option<(Instant, Vec<u32>, HashMap<u32, Usage>)>,
+}
+
+impl UsageSampler {
+    /// Blocking /proc reads: call from `spawn_blocking` (it is fast, but it is I/O).
+    pub fn sample(&self, pids: &[u32]) -> HashMap<u32, Usage> {
+        let mut guard = self.samplers.lock().unwrap_or_else(|p| p.into_inner());
+        let Samples {
+            cpu: samplers,
+            last,
+        } = &mut *guard;
+        if let Some((at, for_pids, usage)) = last {
+            if at.elapsed() < USAGE_MAX_AGE && for_pids == pids {
+                return usage.clone();
+            }
+        }
+        samplers.retain(|pid, _| pids.contains(pid));
+        let mut out = HashMap::new();
+        for pid in pids {
+            if let Some(usage) = tree_usage(*pid) {
+                let cpu = samplers
+                    .entry(*pid)
+                    .or_default()
+                    .sample(&usage, Instant::now());
+                out.insert(
+                    *pid,
+                    Usage {
+                        rss_bytes: usage.rss_bytes,
+                        cpu_percent: cpu,
+                    },
+                );
+            }
+        }
+        *last = Some((Instant::now(), pids.to_vec(), out.clone()));
+        out
+    }
+}
+
+/// One error type on a card.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorType {
+    pub name: String,
+    pub severity: String,
+    pub since_start: u64,
+    pub total: u64,
+    pub last_hour: u64,
+    pub last_seen_ms: Millis,
+}
+
+/// One card.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceCard {
+    #[serde(flatten)]
+    pub status: ServiceStatus,
+    /// green | amber | red | grey
+    pub color: &'static str,
+    pub uptime_ms: Option<Millis>,
+    pub usage: Option<Usage>,
+    /// Entities in the dialog cache (the json check on `/cache_size`).
+    pub cache_size: Option<f64>,
+    pub errors_since_start: u64,
+    pub errors_total: u64,
+    pub error_types: Vec<ErrorType>,
+    /// Why the next start is held back, in words.
+    pub next_start_text: Option<String>,
+    /// The last start's reason, in words (`manual by web:ann@10.0.0.1`).
+    pub last_start_text: Option<String>,
+}
+
+/// A raised alert, for the banner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    pub service: String,
+    pub check: String,
+    pub failures: u32,
+    pub message: String,
+    pub at_ms: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Me {
+    pub user: String,
+    pub role: WebRole,
+}
+
+/// Everything `/api/status` answers and the SSE stream pushes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusView {
+    pub at_ms: Millis,
+    pub services: Vec<ServiceCard>,
+    pub recoveries: Vec<RecoveryView>,
+    pub alerts: Vec<AlertView>,
+    /// Groups (a "Clear Flood Wait" per group).
+    pub groups: Vec<String>,
+    /// The error types the log filter offers (pattern names).
+    pub error_types: Vec<String>,
+    pub me: Option<Me>,
+}
+
+/// The dot: green running; amber on the way (starting, waiting, backoff, stopping) or in a flood wait;
+/// red down (stopped, exited, fatal).
+pub fn color(status: &ServiceStatus, now_ms: Millis) -> &'static str {
+    if status.flood_until_ms.is_some_and(|t| t > now_ms) {
+        return "amber";
+    }
+    match status.state {
+        ServiceState::Running if status.checks.iter().any(|c| c.alerting) => "amber",
+        ServiceState::Running => "green",
+        ServiceState::Starting
+        | ServiceState::Waiting
+        | ServiceState::Backoff
+        | ServiceState::Stopping => "amber",
+        ServiceState::Stopped | ServiceState::Exited | ServiceState::Fatal => "red",
+    }
+}
+
+/// The value of the json check that reads `/cache_size`, if the service has one.
+fn cache_size(config: &Config, status: &ServiceStatus) -> Option<f64> {
+    status
+        .checks
+        .iter()
+        .find(|c| {
+            config.checks.get(&c.check).is_some_and(|cfg| {
+                matches!(&cfg.kind, CheckKind::Json { pointer, .. } if pointer.contains("cache"))
+            })
+        })
+        .and_then(|c| c.value)
+}
+
+pub fn build(
+    config: &Config,
+    snapshot: &Snapshot,
+    errors: &HashMap<String, ErrorReport>,
+    usage: &HashMap<u32, Usage>,
+    redactor: &Redactor,
+    error_types: &[String],
+) -> StatusView {
+    let now = snapshot.at_ms;
+    let mut alerts = Vec::new();
+    let services = snapshot
+        .services
+        .iter()
+        .map(|s| {
+            let mut status = s.clone();
+            status.message = status.message.map(|m| redactor.text(&m).into_owned());
+            for check in &mut status.checks {
+                check.message = redactor.text(&check.message).into_owned();
+                if check.alerting {
+                    alerts.push(AlertView {
+                        service: s.name.clone(),
+                        check: check.check.clone(),
+                        failures: check.failures,
+                        message: check.message.clone(),
+                        at_ms: check.at_ms,
+                    });
+                }
+            }
+            let report = errors.get(&s.name);
+            let next_start_text = s.next_start.hold.as_ref().map(|hold| {
+                format!(
+                    "{} (in {})",
+                    hold,
+                    crate::clock::human_ms(s.next_start.at_ms - now)
+                )
+            });
+            ServiceCard {
+                color: color(s, now),
+                uptime_ms: s
+                    .since_ms
+                    .filter(|_| s.state.has_process())
+                    .map(|t| now - t),
+                usage: s.pid.and_then(|pid| usage.get(&pid).copied()),
+                cache_size: cache_size(config, s),
+                errors_since_start: report.map_or(0, |r| r.totals.since_service_start),
+                errors_total: report.map_or(0, |r| r.totals.since_tend_start),
+                error_types: report
+                    .map(|r| {
+                        r.types
+                            .iter()
+                            .map(|t| ErrorType {
+                                name: t.name.clone(),
+                                severity: t.severity.to_string(),
+                                since_start: t.total_since_service_start,
+                                total: t.total_since_tend_start,
+                                last_hour: t.last_1h,
+                                last_seen_ms: t.last_seen_ms,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                next_start_text,
+                last_start_text: s.last_start.as_ref().map(|r| {
+                    let forced = if r.forced { " (forced)" } else { "" };
+                    redactor.text(&format!("{}{forced}", r.reason)).into_owned()
+                }),
+                status,
+            }
+        })
+        .collect();
+    StatusView {
+        at_ms: now,
+        services,
+        recoveries: snapshot
+            .recoveries
+            .iter()
+            .map(|r| RecoveryView {
+                summary: redactor.text(&r.summary).into_owned(),
+                ..r.clone()
+            })
+            .collect(),
+        alerts,
+        groups: config.groups.keys().cloned().collect(),
+        error_types: error_types.to_vec(),
+        me: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::NextStart;
+
+    fn status(state: ServiceState) -> ServiceStatus {
+        ServiceStatus {
+            name: "a".into(),
+            state,
+            pid: None,
+            group: None,
+            port: None,
+            since_ms: None,
+            restarts: 0,
+            last_exit: None,
+            last_start: None,
+            next_start: NextStart {
+                at_ms: 0,
+                hold: None,
+            },
+            sticky_stop: false,
+            quick_failures: 0,
+            message: None,
+            checks: Vec::new(),
+            ready: None,
+            flood_until_ms: None,
+            starts_24h: 0,
+        }
+    }
+
+    #[test]
+    fn dot_colors() {
+        assert_eq!(color(&status(ServiceState::Running), 0), "green");
+        assert_eq!(color(&status(ServiceState::Backoff), 0), "amber");
+        assert_eq!(color(&status(ServiceState::Fatal), 0), "red");
+        assert_eq!(color(&status(ServiceState::Stopped), 0), "red");
+        let mut flooded = status(ServiceState::Running);
+        flooded.flood_until_ms = Some(10);
+        assert_eq!(color(&flooded, 5), "amber");
+        assert_eq!(color(&flooded, 11), "green");
+    }
+}

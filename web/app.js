@@ -1,0 +1,531 @@
+// tend status page. Plain JS, no build step, no external requests.
+// Everything that comes from the server is inserted with textContent / attributes, never as HTML:
+// log lines and chat ids are attacker-controlled.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  csrf: '',
+  me: null,
+  view: null,
+  clockOffset: 0, // server ms - local ms
+  events: null,
+  logCursor: null,
+  logLines: [],
+  logLive: null,
+  optionsFilled: false,
+  timers: [],
+};
+
+// ---------- helpers ----------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function human(ms) {
+  if (ms === null || ms === undefined) return '—';
+  ms = Math.max(0, ms);
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return s + 's';
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + 'm ' + (s % 60) + 's';
+  const h = Math.floor(m / 60);
+  if (h < 48) return h + 'h ' + (m % 60) + 'm';
+  return Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return n.toFixed(i ? 1 : 0) + ' ' + units[i];
+}
+
+function when(ms) {
+  if (!ms) return '—';
+  const d = new Date(ms);
+  return d.toLocaleString();
+}
+
+function serverNow() { return Date.now() + state.clockOffset; }
+
+function toast(text, bad) {
+  const t = $('toast');
+  t.textContent = text;
+  t.className = bad ? 'bad' : '';
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 6000);
+}
+
+async function api(method, path, body) {
+  const headers = { 'Accept': 'application/json' };
+  if (method !== 'GET') {
+    headers['X-CSRF-Token'] = state.csrf;
+    headers['Content-Type'] = 'application/json';
+  }
+  const res = await fetch(path, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  const type = res.headers.get('content-type') || '';
+  if (type.includes('json')) data = await res.json().catch(() => null);
+  if (res.status === 401 && path !== '/api/login') { showLogin(); }
+  return { status: res.status, ok: res.ok, data };
+}
+
+// ---------- confirmation dialog ----------
+
+function ask(title, text, okLabel, withReason) {
+  return new Promise((resolve) => {
+    const dlg = $('confirm');
+    $('confirm-title').textContent = title;
+    $('confirm-text').textContent = text;
+    $('confirm-ok').textContent = okLabel || 'OK';
+    $('confirm-reason').value = '';
+    $('confirm-reason-label').hidden = !withReason;
+    const done = () => {
+      dlg.removeEventListener('close', done);
+      resolve(dlg.returnValue === 'ok' ? { reason: $('confirm-reason').value } : null);
+    };
+    dlg.returnValue = '';
+    dlg.addEventListener('close', done);
+    dlg.showModal();
+  });
+}
+
+// ---------- login ----------
+
+function showLogin(message) {
+  stopLive();
+  $('app-view').hidden = true;
+  $('login-view').hidden = false;
+  $('login-error').textContent = message || '';
+  $('login-user').focus();
+}
+
+async function showApp(session) {
+  state.csrf = session.csrf;
+  state.me = session;
+  $('login-view').hidden = true;
+  $('app-view').hidden = false;
+  $('me').textContent = session.user + ' (' + session.role + ')';
+  document.body.classList.toggle('viewer', session.role !== 'operator');
+  startLive();
+}
+
+$('login-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('login-error').textContent = '';
+  const r = await api('POST', '/api/login', { user: $('login-user').value, password: $('login-password').value });
+  if (r.ok) { $('login-password').value = ''; showApp(r.data); }
+  else $('login-error').textContent = (r.data && r.data.error) || ('login failed (' + r.status + ')');
+});
+
+$('logout').addEventListener('click', async () => {
+  await api('POST', '/api/logout');
+  showLogin('Logged out.');
+});
+
+// ---------- live status ----------
+
+function startLive() {
+  stopLive();
+  const es = new EventSource('/api/events');
+  state.events = es;
+  es.addEventListener('status', (ev) => {
+    $('live').classList.add('on');
+    const view = JSON.parse(ev.data);
+    state.clockOffset = view.at_ms - Date.now();
+    render(view);
+  });
+  es.addEventListener('event', (ev) => {
+    const e = JSON.parse(ev.data);
+    if (e.event === 'alert') toast((e.raised ? 'Alert: ' : 'Cleared: ') + e.service + ' ' + e.check + ' — ' + e.message, e.raised);
+    if (e.event === 'recovery') loadAudit();
+  });
+  es.onerror = async () => {
+    $('live').classList.remove('on');
+    const r = await api('GET', '/api/session');
+    if (r.status === 401) stopLive();
+  };
+  loadHistory(); loadChats(); loadAudit(); loadLogs(true);
+  state.timers.push(setInterval(loadHistory, 60000));
+  state.timers.push(setInterval(loadChats, 30000));
+  state.timers.push(setInterval(loadAudit, 30000));
+  state.timers.push(setInterval(() => { if ($('log-auto').checked && !$('log-live').checked) loadLogs(true); }, 30000));
+  state.timers.push(setInterval(tick, 1000));
+}
+
+function stopLive() {
+  if (state.events) { state.events.close(); state.events = null; }
+  if (state.logLive) { state.logLive.close(); state.logLive = null; }
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+}
+
+function render(view) {
+  state.view = view;
+  if (view.me) { state.me = Object.assign(state.me || {}, view.me); }
+  fillOptions(view);
+  renderBanners(view);
+  renderGroups(view);
+  renderCards(view);
+}
+
+function fillOptions(view) {
+  if (state.optionsFilled) return;
+  state.optionsFilled = true;
+  const svc = $('log-service');
+  for (const s of view.services) svc.append(el('option', { value: s.name, text: s.name }));
+  const types = $('log-type');
+  for (const t of view.error_types) types.append(el('option', { value: t, text: t }));
+}
+
+function renderBanners(view) {
+  const box = $('banners');
+  box.replaceChildren();
+  for (const a of view.alerts) {
+    box.append(el('div', { class: 'banner red', 'data-alert': a.service },
+      el('strong', { text: a.service + ': ' + a.check + ' failed ' + a.failures + ' times in a row' }),
+      ' — ' + a.message));
+  }
+  for (const a of historyAlerts()) {
+    if (view.alerts.some((x) => x.service === a)) continue;
+    box.append(el('div', { class: 'banner red', 'data-alert': a },
+      el('strong', { text: a + ': 3 or more failed health checks in a row' })));
+  }
+  for (const r of view.recoveries) {
+    const stage = r.recovery.stage.stage;
+    const finished = stage === 'done' || stage === 'cancelled';
+    const service = currentRecoveryService(r);
+    const b = el('div', { class: 'banner ' + (finished ? 'grey' : 'amber'), id: 'recovery-' + r.recovery.group },
+      el('strong', { text: 'Flood-wait recovery of ' + r.recovery.group }),
+      ' · stage ', el('span', { class: 'stage', text: stage }),
+      service ? ' · ' + service : '',
+      r.until_ms && !finished ? el('span', { class: 'countdown', 'data-until': r.until_ms, 'data-prefix': ' · ', text: ' · ' + human(r.until_ms - serverNow()) + ' left' }) : '',
+      el('div', { class: 'summary', text: r.summary }));
+    if (!finished && state.me && state.me.role === 'operator') {
+      b.append(el('button', { class: 'cancel-recovery', onclick: () => groupAction(r.recovery.group, 'cancel_recovery') }, 'Cancel recovery'));
+    }
+    box.append(b);
+  }
+}
+
+function currentRecoveryService(r) {
+  const st = r.recovery.stage;
+  if (st.stage === 'starting') return r.recovery.members[st.index];
+  if (st.stage === 'pause') return 'next: ' + r.recovery.members[st.next];
+  return '';
+}
+
+function tick() {
+  for (const c of document.querySelectorAll('.countdown')) {
+    c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - serverNow()) + ' left';
+  }
+}
+
+function renderGroups(view) {
+  const box = $('group-actions');
+  box.replaceChildren();
+  for (const g of view.groups) {
+    box.append(el('button', { class: 'flood', 'data-group': g, onclick: () => clearFlood(g) }, 'Clear Flood Wait (' + g + ')'));
+  }
+}
+
+function renderCards(view) {
+  const box = $('cards');
+  const keep = new Set();
+  for (const s of view.services) {
+    keep.add(s.name);
+    let card = box.querySelector('[data-service="' + CSS.escape(s.name) + '"]');
+    const fresh = card ? null : el('article', { class: 'card', 'data-service': s.name });
+    card = card || fresh;
+    // Keep what the reader opened or closed: a re-render every few seconds must not undo it.
+    const open = {};
+    for (const d of card.querySelectorAll('details')) open[d.className] = d.open;
+    card.replaceChildren(...cardContent(s));
+    for (const d of card.querySelectorAll('details')) if (d.className in open) d.open = open[d.className];
+    card.dataset.state = s.state;
+    card.dataset.color = s.color;
+    if (fresh) box.append(fresh);
+  }
+  for (const c of [...box.children]) if (!keep.has(c.dataset.service)) c.remove();
+}
+
+function cardContent(s) {
+  const rows = [
+    ['state', s.state + (s.sticky_stop ? ' (stopped by hand)' : '')],
+    ['pid', s.pid ?? '—'],
+    ['uptime', s.uptime_ms !== null ? human(s.uptime_ms) : '—'],
+    ['memory', s.usage ? bytes(s.usage.rss_bytes) : '—'],
+    ['CPU', s.usage && s.usage.cpu_percent !== null ? s.usage.cpu_percent.toFixed(1) + ' %' : '—'],
+    ['cache', s.cache_size !== null && s.cache_size !== undefined ? Math.round(s.cache_size).toLocaleString() + ' entities' : '—'],
+    ['errors', s.errors_since_start + ' since start · ' + s.errors_total + ' since tend started'],
+    ['restarts', s.restarts + ' (' + s.starts_24h + ' starts in 24 h)'],
+    ['next start', s.next_start_text || 'allowed now'],
+  ];
+  if (s.flood_until_ms && s.flood_until_ms > serverNow()) {
+    rows.push(['flood wait', el('span', { class: 'countdown', 'data-until': s.flood_until_ms, text: human(s.flood_until_ms - serverNow()) + ' left' })]);
+  }
+  if (s.last_start_text) rows.push(['last start', s.last_start_text]);
+  const dl = el('dl');
+  for (const [k, v] of rows) dl.append(el('dt', { text: k }), el('dd', {}, v));
+  const types = el('ul', { class: 'types' });
+  for (const t of s.error_types.slice(0, 8)) {
+    types.append(el('li', { class: 'sev-' + t.severity }, el('span', { text: t.name }), el('span', { class: 'n', text: String(t.since_start) })));
+  }
+  const checks = el('ul', { class: 'checks' });
+  for (const c of s.checks) {
+    checks.append(el('li', { class: 'st-' + c.status, title: new Date(c.at_ms).toLocaleString() },
+      el('span', { text: c.check }), ' ', el('span', { class: 'msg', text: c.message })));
+  }
+  const op = state.me && state.me.role === 'operator';
+  const buttons = el('div', { class: 'buttons' },
+    el('button', { class: 'start', disabled: !op, onclick: () => serviceAction(s.name, 'start') }, 'Start'),
+    el('button', { class: 'stop danger', disabled: !op, onclick: () => serviceAction(s.name, 'stop') }, 'Stop'),
+    el('button', { class: 'restart', disabled: !op, onclick: () => serviceAction(s.name, 'restart') }, 'Restart'),
+    el('button', { class: 'reload', disabled: !op, onclick: () => serviceAction(s.name, 'reload_cache') }, 'Reload Cache'));
+  return [
+    el('h2', {}, el('span', { class: 'dot ' + s.color, title: s.state }), s.name),
+    s.message ? el('p', { class: 'message', text: s.message }) : null,
+    dl,
+    s.error_types.length ? el('details', { class: 'breakdown' }, el('summary', { text: 'errors by type' }), types) : null,
+    s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checks) : null,
+    buttons,
+  ].filter(Boolean);
+}
+
+// ---------- actions ----------
+
+const LABEL = { start: 'Start', stop: 'Stop', restart: 'Restart', reload_cache: 'Reload Cache' };
+
+async function serviceAction(name, action) {
+  let reason = '';
+  if (action === 'stop') {
+    const ok = await ask('Stop ' + name + '?', 'It stays stopped until someone starts it. Every later start fetches all dialogs again.', 'Stop', true);
+    if (!ok) return;
+    reason = ok.reason;
+  }
+  let r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { reason });
+  if (r.status === 409 && r.data && r.data.outcome === 'refused') {
+    const first = await ask(LABEL[action] + ' refused', r.data.message + '. Starting more often can earn a flood wait for the whole account.', 'Force ' + LABEL[action].toLowerCase() + '…', true);
+    if (!first) return;
+    const second = await ask('Really force?', 'This bypasses the restart spacing for ' + name + '. Are you sure?', 'Yes, force it', false);
+    if (!second) return;
+    r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { force: true, reason: first.reason });
+  }
+  report(r, LABEL[action] + ' ' + name);
+  loadAudit();
+}
+
+async function clearFlood(group) {
+  const ok = await ask('Clear Flood Wait (' + group + ')?', 'Stops every service of the group, waits out the flood wait, then starts them one at a time, each after the previous one is ready.', 'Start recovery', true);
+  if (!ok) return;
+  report(await api('POST', '/api/groups/' + encodeURIComponent(group) + '/recover', { reason: ok.reason }), 'Recovery of ' + group);
+  loadAudit();
+}
+
+async function groupAction(group, action) {
+  if (action === 'cancel_recovery') {
+    const ok = await ask('Cancel the recovery of ' + group + '?', 'Services are left as they are now.', 'Cancel recovery', true);
+    if (!ok) return;
+    report(await api('POST', '/api/groups/' + encodeURIComponent(group) + '/' + action, { reason: ok.reason }), 'Cancel recovery');
+  }
+  loadAudit();
+}
+
+function report(r, what) {
+  if (r.ok) toast(what + ': ' + ((r.data && r.data.message) || 'done'));
+  else toast(what + ': ' + ((r.data && (r.data.message || r.data.error)) || ('HTTP ' + r.status)), true);
+}
+
+// ---------- diagnostics ----------
+
+$('diagnose-button').addEventListener('click', async () => {
+  $('diagnose-text').textContent = 'running…';
+  $('diagnose').showModal();
+  const r = await api('GET', '/api/diagnose');
+  $('diagnose-text').textContent = r.ok ? r.data.text : ((r.data && r.data.error) || 'failed');
+});
+$('diagnose-copy').addEventListener('click', () => copy($('diagnose-text').textContent));
+
+async function copy(text) {
+  try { await navigator.clipboard.writeText(text); toast('Copied ' + text.split('\n').length + ' lines'); }
+  catch (_) {
+    const area = el('textarea', {}, text);
+    document.body.append(area); area.select();
+    document.execCommand('copy'); area.remove();
+    toast('Copied');
+  }
+}
+
+// ---------- health history ----------
+
+state.history = null;
+
+async function loadHistory() {
+  const r = await api('GET', '/api/history?minutes=120');
+  if (!r.ok) return;
+  state.history = r.data;
+  renderHistory(r.data);
+  if (state.view) renderBanners(state.view);
+}
+
+// 3+ failed results in a row at the end of a strip.
+function historyAlerts() {
+  const out = [];
+  if (!state.history) return out;
+  for (const s of state.history.strips) {
+    const last = s.points.slice(-3);
+    if (last.length === 3 && last.every((p) => p[1] !== 'ok')) out.push(s.service);
+  }
+  return out;
+}
+
+function renderHistory(h) {
+  const box = $('history');
+  box.replaceChildren();
+  const slots = 120;
+  const span = h.now_ms - h.since_ms;
+  for (const s of h.strips) {
+    const buckets = new Array(slots).fill(null);
+    for (const [at, status] of s.points) {
+      const i = Math.min(slots - 1, Math.floor((at - h.since_ms) / span * slots));
+      if (i < 0) continue;
+      const bad = status !== 'ok';
+      buckets[i] = buckets[i] === 'red' || bad ? 'red' : 'green';
+    }
+    const strip = el('div', { class: 'strip', 'data-service': s.service });
+    buckets.forEach((b, i) => {
+      const from = h.since_ms + i * span / slots;
+      strip.append(el('span', { class: 'hdot ' + (b || 'grey'), 'data-at': Math.round(from) }));
+    });
+    strip.addEventListener('pointermove', (e) => {
+      const t = e.target.dataset && e.target.dataset.at;
+      if (!t) return;
+      const tip = $('history-tip');
+      tip.hidden = false;
+      const cls = e.target.classList.contains('red') ? 'no answer' : e.target.classList.contains('green') ? 'answered' : 'no data';
+      tip.textContent = s.service + ' · ' + new Date(Number(t)).toLocaleTimeString() + ' · ' + cls;
+    });
+    box.append(el('div', { class: 'strip-row' }, el('span', { class: 'strip-name', text: s.service + (s.check ? ' (' + s.check + ')' : '') }), strip));
+  }
+}
+
+// ---------- failing chats ----------
+
+async function loadChats() {
+  const r = await api('GET', '/api/chats');
+  if (!r.ok) return;
+  const body = $('chats').querySelector('tbody');
+  body.replaceChildren();
+  for (const row of r.data.rows) {
+    body.append(el('tr', {}, el('td', { class: 'mono', text: row.chat_id }), el('td', { text: row.service }),
+      el('td', { text: row.pattern }), el('td', { class: 'n', text: String(row.count) }),
+      el('td', { text: when(row.first_seen_ms) }), el('td', { text: when(row.last_seen_ms) })));
+  }
+  $('chats-empty').hidden = r.data.rows.length > 0;
+  $('chats').hidden = r.data.rows.length === 0;
+  $('chats-advice').textContent = r.data.rows.length ? r.data.advice : '';
+}
+
+// ---------- audit ----------
+
+async function loadAudit() {
+  const r = await api('GET', '/api/audit');
+  if (!r.ok) return;
+  const body = $('audit').querySelector('tbody');
+  body.replaceChildren();
+  for (const a of r.data.slice(0, 100)) {
+    body.append(el('tr', {}, el('td', { text: new Date(a.at).toLocaleString() }), el('td', { text: a.user }),
+      el('td', { text: a.ip }), el('td', { text: a.action }), el('td', { text: a.target }),
+      el('td', { text: a.reason }), el('td', { text: a.outcome })));
+  }
+}
+
+// ---------- logs ----------
+
+function logParams() {
+  const p = new URLSearchParams();
+  p.set('service', $('log-service').value);
+  if ($('log-kind').value === 'errors') p.set('errors', '1');
+  if ($('log-type').value) p.set('type', $('log-type').value);
+  if ($('log-q').value) p.set('q', $('log-q').value);
+  const iso = (v) => (v ? new Date(v).toISOString() : '');
+  if ($('log-from').value) p.set('from', iso($('log-from').value));
+  if ($('log-to').value) p.set('to', iso($('log-to').value));
+  return p;
+}
+
+function lineNode(l) {
+  return el('div', { class: 'line' + (l.error ? ' err' : '') + ' s-' + l.stream },
+    el('span', { class: 'ts', text: new Date(l.ts).toLocaleString() + ' ' }),
+    el('span', { class: 'svc', text: l.service + ' ' }),
+    l.kind ? el('span', { class: 'kind', text: '[' + l.kind + '] ' }) : null,
+    el('span', { class: 'text', text: l.text }));
+}
+
+function lineText(l) { return l.service + ' ' + l.ts + ' ' + l.stream + ' ' + l.text; }
+
+async function loadLogs(reset) {
+  const p = logParams();
+  if (!reset && state.logCursor) p.set('cursor', state.logCursor);
+  p.set('limit', '200');
+  $('log-status').textContent = 'searching…';
+  const r = await api('GET', '/api/logs?' + p.toString());
+  if (!r.ok) { $('log-status').textContent = (r.data && r.data.error) || 'failed'; return; }
+  if (reset) { state.logLines = []; $('log-lines').replaceChildren(); }
+  state.logLines.push(...r.data.lines);
+  const frag = document.createDocumentFragment();
+  for (const l of r.data.lines) frag.append(lineNode(l));
+  $('log-lines').append(frag);
+  state.logCursor = r.data.cursor;
+  $('log-more').hidden = !r.data.cursor;
+  $('log-status').textContent = state.logLines.length + ' lines, newest first' + (r.data.cursor ? '' : ' (all)');
+}
+
+$('log-filters').addEventListener('submit', (e) => { e.preventDefault(); loadLogs(true); if ($('log-live').checked) startTail(); });
+for (const id of ['log-service', 'log-kind', 'log-type']) $(id).addEventListener('change', () => { loadLogs(true); if ($('log-live').checked) startTail(); });
+$('log-more').addEventListener('click', () => loadLogs(false));
+$('log-copy').addEventListener('click', () => copy(state.logLines.map(lineText).join('\n')));
+$('log-download').addEventListener('click', () => {
+  const a = el('a', { href: '/api/logs/download?' + logParams().toString(), download: 'tend-logs.txt' });
+  document.body.append(a); a.click(); a.remove();
+});
+$('log-live').addEventListener('change', () => { if ($('log-live').checked) startTail(); else stopTail(); });
+
+function startTail() {
+  stopTail();
+  const es = new EventSource('/api/logs/live?' + logParams().toString());
+  state.logLive = es;
+  es.addEventListener('line', (ev) => {
+    const l = JSON.parse(ev.data);
+    state.logLines.unshift(l);
+    $('log-lines').prepend(lineNode(l));
+  });
+}
+
+function stopTail() { if (state.logLive) { state.logLive.close(); state.logLive = null; } }
+
+// ---------- start ----------
+
+(async () => {
+  const r = await api('GET', '/api/session');
+  if (r.ok) showApp(r.data); else showLogin();
+})();
