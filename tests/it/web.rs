@@ -767,3 +767,21 @@ fn flood_recovery_from_the_page_and_its_cancel() {
         .iter()
         .any(|e| e["action"] == "recover" && e["reason"] == "both in flood wait"));
 }
+
+#[test]
+fn a_taken_port_leaves_the_services_running_and_says_why() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let body = format!("{}{}", sleeper("a", ""), web_table(port, ""));
+    let world = World::new(&body);
+    let tend = world.up();
+    world.wait_state("a", ServiceState::Running, T);
+    let stderr = wait_for(T, "the status page error", || {
+        let s = tend.stderr();
+        s.contains("status page not started").then_some(s)
+    });
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
