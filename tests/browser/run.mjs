@@ -276,8 +276,9 @@ async function main() {
   });
 
   await step('the health strips fill and the page fits a phone', async () => {
-    await ev(`loadHistory(); true`);
-    await waitJs('green history dots', `document.querySelectorAll('.strip[data-service="send_text"] .hdot.green').length > 0`);
+    // A minute with any failed result is red (the first check may run before the service listens).
+    await waitJs('filled history dots', `(async () => { await loadHistory(); return document.querySelectorAll('.strip[data-service="send_text"] .hdot:is(.green, .red)').length > 0; })()`)
+      .catch(async (e) => { throw new Error(e.message + ': ' + await ev(`JSON.stringify(state.history).slice(0, 1500)`)); });
     if (process.env.UPDATE_SCREENSHOT) {
       await sleep(1500);
       await ev(`document.getElementById('toast').hidden = true; true`);
@@ -288,6 +289,10 @@ async function main() {
     }
     await page('Emulation.setDeviceMetricsOverride', { width: 390, height: 844, deviceScaleFactor: 2, mobile: true });
     await sleep(300);
+    if (process.env.PHONE_SCREENSHOT) {
+      const shot = await page('Page.captureScreenshot', { format: 'png' });
+      fs.writeFileSync(process.env.PHONE_SCREENSHOT, Buffer.from(shot.data, 'base64'));
+    }
     const overflow = await ev(`document.documentElement.scrollWidth - window.innerWidth`);
     if (overflow > 2) throw new Error('the page is wider than a phone by ' + overflow + ' px');
     await page('Emulation.clearDeviceMetricsOverride');
