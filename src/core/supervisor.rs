@@ -1266,11 +1266,7 @@ impl Supervisor {
                 };
             }
         }
-        let members: Vec<String> = self
-            .config
-            .members_of(group)
-            .map(|m| m.name.clone())
-            .collect();
+        let members = self.member_names(group);
         let mut rec = Recovery::new(group, members.clone(), trigger, now);
         // Every flood wait already known counts from the start.
         if let Some(until) = members
@@ -1309,6 +1305,14 @@ impl Supervisor {
                 message: format!("no recovery of group {group} is running"),
             },
         }
+    }
+
+    /// The services of `group`, in name order (owned, so the caller may mutate `self` meanwhile).
+    fn member_names(&self, group: &str) -> Vec<String> {
+        self.config
+            .members_of(group)
+            .map(|m| m.name.clone())
+            .collect()
     }
 
     fn describe_members(&self, group: &str) -> String {
@@ -1389,11 +1393,7 @@ impl Supervisor {
     }
 
     fn stop_members_for_recovery(&mut self, group: &str) {
-        let members: Vec<String> = self
-            .config
-            .members_of(group)
-            .map(|m| m.name.clone())
-            .collect();
+        let members = self.member_names(group);
         for member in members {
             let service = self
                 .services
@@ -1416,11 +1416,7 @@ impl Supervisor {
 
     /// Normal rules again: members that are down (and not stopped by hand) start through the gate.
     fn resume_after_recovery(&mut self, group: &str) {
-        let members: Vec<String> = self
-            .config
-            .members_of(group)
-            .map(|m| m.name.clone())
-            .collect();
+        let members = self.member_names(group);
         for member in members {
             let service = &self.services[&member];
             if !service.state.has_process() && service.cfg.autostart {
@@ -1432,11 +1428,7 @@ impl Supervisor {
 
     /// A cancelled recovery leaves every member as it is; the ones it had stopped say so.
     fn leave_after_cancel(&mut self, group: &str) {
-        let members: Vec<String> = self
-            .config
-            .members_of(group)
-            .map(|m| m.name.clone())
-            .collect();
+        let members = self.member_names(group);
         for member in members {
             let service = self.services.get_mut(&member).expect("known");
             if !service.state.has_process() {
