@@ -649,6 +649,8 @@ impl Supervisor {
             started_ms: now,
         });
         service.backoff_until = None;
+        // Whatever started it runs the current settings: a restart a reload had scheduled is done.
+        service.reload_restart = None;
         service.starts_this_session += 1;
         service.ready = None;
         for slot in service.checks.values_mut() {
