@@ -10,6 +10,7 @@
 //! - [`control`]: the Unix control socket, its protocol and the CLI client.
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
+//! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub mod core;
 pub mod logs;
 pub mod process;
 pub mod recovery;
+pub mod reload;
 pub mod schedule;
 pub mod sim;
 pub mod state;
@@ -64,12 +66,19 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         clock,
         shutdown.clone(),
     );
+    let (reload, reloader) = reload::spawn(
+        config.clone(),
+        handle.clone(),
+        monitor.clone(),
+        shutdown.clone(),
+    );
     let core = tokio::spawn(supervisor.run());
     let context = control::server::Context {
         core: handle.clone(),
         monitor,
         config: config.clone(),
         http: reqwest::Client::new(),
+        reload: Some(reload),
     };
     let web = match web::bind(context.clone(), shutdown.clone()) {
         Ok(web) => web.map(|server| tokio::spawn(server.serve())),
@@ -85,6 +94,7 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
     // The core ends on a shutdown command too; make sure every other task follows.
     shutdown.cancel();
     let _ = control.await;
+    let _ = reloader.await;
     if let Some(web) = web {
         let _ = web.await;
     }

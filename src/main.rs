@@ -108,6 +108,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-read the configuration and apply it to the running tend (prints what was done; a broken file
+    /// changes nothing and exits 5).
+    Reload,
+    /// Re-read the configuration and show what `tend reload` would change, changing nothing.
+    Reread,
     /// Check that the configuration is valid, print every problem.
     Check,
     /// Print an argon2id hash of a password (from stdin, or asked for twice on a terminal) for
@@ -370,6 +375,8 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             json_out = json;
             Request::Diagnose
         }
+        Cmd::Reload => Request::Reload,
+        Cmd::Reread => Request::Reread,
         Cmd::Up | Cmd::Check | Cmd::HashPassword | Cmd::Sim(_) => {
             unreachable!("handled before connecting")
         }
@@ -396,6 +403,10 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                     writeln!(out)?;
                 } else {
                     let now = Clock::new().now_ms();
+                    if let Some(error) = &snapshot.config_error {
+                        writeln!(out, "config error (running the last good configuration):")?;
+                        writeln!(out, "{error}")?;
+                    }
                     write!(out, "{}", render_status(&snapshot.services, now))?;
                     for r in snapshot
                         .recoveries
@@ -463,6 +474,9 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                 eprintln!("tend: {message}");
                 if follow && code == ErrorCode::BadRequest {
                     continue;
+                }
+                if code == ErrorCode::ConfigInvalid {
+                    return Ok(exit::CONFIG);
                 }
                 return Ok(exit::FAILED);
             }

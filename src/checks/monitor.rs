@@ -7,7 +7,7 @@
 //! timeout.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -55,13 +55,104 @@ enum AnalyzerMsg {
         window: Duration,
         reply: oneshot::Sender<ProbeResult>,
     },
+    /// A reload changed the log checks: classify with these patterns from now on (counts stay).
+    Patterns(PatternSet),
 }
 
-/// Queries into the running checks.
-#[derive(Debug, Clone)]
+/// Queries into the running checks, and the way to rewire them after a reload.
+#[derive(Clone)]
 pub struct MonitorHandle {
-    analyzers: BTreeMap<String, mpsc::Sender<AnalyzerMsg>>,
+    running: Arc<Mutex<Running>>,
+    spawner: Arc<Spawner>,
     history: History,
+}
+
+impl std::fmt::Debug for MonitorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MonitorHandle")
+    }
+}
+
+/// The tasks running now. Locked only for short, non-awaiting bookkeeping.
+#[derive(Default)]
+struct Running {
+    /// Service -> its analyzer's inbox and the token that stops it.
+    analyzers: BTreeMap<String, (mpsc::Sender<AnalyzerMsg>, CancellationToken)>,
+    /// (check, service) -> the definition it runs with, the service's port, and its token.
+    tasks: BTreeMap<(String, String), (CheckConfig, Option<u16>, CancellationToken)>,
+}
+
+/// What every task is built with.
+struct Spawner {
+    core: CoreHandle,
+    http: reqwest::Client,
+    history: History,
+    clock: Clock,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Spawner {
+    fn analyzer(
+        &self,
+        config: &Config,
+        name: &str,
+        log: &ServiceLog,
+    ) -> (mpsc::Sender<AnalyzerMsg>, CancellationToken) {
+        let (tx, rx) = mpsc::channel(64);
+        let token = self.shutdown.child_token();
+        let analyzer = Analyzer {
+            service: name.to_string(),
+            patterns: pattern_set_for(config, name),
+            stdout: RecordAssembler::new(RecordLimits::default()),
+            stderr: RecordAssembler::new(RecordLimits::default()),
+            stats: ErrorStats::new(SAMPLES_PER_TYPE, STATS_KEEP_MS),
+            clock: self.clock,
+            core: self.core.clone(),
+        };
+        // Subscribed here, before the core starts the service: no first line is missed.
+        self.tracker
+            .spawn(analyzer.run(log.subscribe(), self.core.subscribe(), rx, token.clone()));
+        (tx, token)
+    }
+
+    fn check(
+        &self,
+        check: &CheckConfig,
+        service: &str,
+        port: Option<u16>,
+        analyzer: Option<mpsc::Sender<AnalyzerMsg>>,
+    ) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        let task = CheckTask {
+            check: check.clone(),
+            service: service.to_string(),
+            port,
+            http: self.http.clone(),
+            core: self.core.clone(),
+            history: self.history.clone(),
+            analyzer,
+            clock: self.clock,
+        };
+        self.tracker.spawn(task.run(token.clone()));
+        token
+    }
+}
+
+/// Every (check, service) pair `config` asks for, with the check and the service's port.
+fn wanted_tasks(config: &Config) -> BTreeMap<(String, String), (CheckConfig, Option<u16>)> {
+    let mut wanted = BTreeMap::new();
+    for check in config.checks.values() {
+        for service in &check.services {
+            if let Some(service_cfg) = config.services.get(service) {
+                wanted.insert(
+                    (check.name.clone(), service.clone()),
+                    (check.clone(), service_cfg.port),
+                );
+            }
+        }
+    }
+    wanted
 }
 
 impl std::fmt::Debug for AnalyzerMsg {
@@ -71,8 +162,56 @@ impl std::fmt::Debug for AnalyzerMsg {
 }
 
 impl MonitorHandle {
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        // Nothing panics while holding it; a poisoned lock still holds consistent maps.
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rewires the checks after a reload to `config`: analyzers of removed services stop, added
+    /// services get one (subscribed to `logs`, which holds their logs, before the core starts them);
+    /// a (check, service) task whose definition or port changed is replaced, unchanged ones keep
+    /// running. History is keyed by (check, service), so it survives a replaced task.
+    pub fn apply(&self, config: &Config, logs: &BTreeMap<String, ServiceLog>) {
+        let mut running = self.running();
+        let running = &mut *running;
+        running.analyzers.retain(|name, (_, token)| {
+            let keep = config.services.contains_key(name);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (name, (tx, _)) in &running.analyzers {
+            let _ = tx.try_send(AnalyzerMsg::Patterns(pattern_set_for(config, name)));
+        }
+        for (name, log) in logs {
+            if config.services.contains_key(name) && !running.analyzers.contains_key(name) {
+                let analyzer = self.spawner.analyzer(config, name, log);
+                running.analyzers.insert(name.clone(), analyzer);
+            }
+        }
+        let wanted = wanted_tasks(config);
+        running.tasks.retain(|key, (check, port, token)| {
+            let keep = wanted
+                .get(key)
+                .is_some_and(|(c, p)| c == check && p == port);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (key, (check, port)) in wanted {
+            if running.tasks.contains_key(&key) {
+                continue;
+            }
+            let analyzer = running.analyzers.get(&key.1).map(|(tx, _)| tx.clone());
+            let token = self.spawner.check(&check, &key.1, port, analyzer);
+            running.tasks.insert(key, (check, port, token));
+        }
+    }
+
     pub async fn errors(&self, service: &str) -> Option<ErrorReport> {
-        let tx = self.analyzers.get(service)?;
+        let tx = self.running().analyzers.get(service)?.0.clone();
         let (reply, rx) = oneshot::channel();
         tx.send(AnalyzerMsg::Report(reply)).await.ok()?;
         rx.await.ok()
@@ -104,48 +243,20 @@ pub fn spawn(
         .build()
         .unwrap_or_default();
 
-    let mut analyzers = BTreeMap::new();
-    for name in config.services.keys() {
-        let (tx, rx) = mpsc::channel(64);
-        analyzers.insert(name.clone(), tx);
-        let patterns = pattern_set_for(&config, name);
-        let Some(log) = logs.get(name) else {
-            continue;
-        };
-        let analyzer = Analyzer {
-            service: name.clone(),
-            patterns,
-            stdout: RecordAssembler::new(RecordLimits::default()),
-            stderr: RecordAssembler::new(RecordLimits::default()),
-            stats: ErrorStats::new(SAMPLES_PER_TYPE, STATS_KEEP_MS),
-            clock,
-            core: core.clone(),
-        };
-        // Subscribed here, before the core starts anything: no first line is missed.
-        tracker.spawn(analyzer.run(log.subscribe(), core.subscribe(), rx, shutdown.clone()));
-    }
-    let handle = MonitorHandle {
-        analyzers,
+    let spawner = Arc::new(Spawner {
+        core: core.clone(),
+        http: http.clone(),
         history: history.clone(),
+        clock,
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let handle = MonitorHandle {
+        running: Arc::new(Mutex::new(Running::default())),
+        spawner,
+        history,
     };
-    for check in config.checks.values() {
-        for service in &check.services {
-            let Some(service_cfg) = config.services.get(service) else {
-                continue;
-            };
-            let task = CheckTask {
-                check: check.clone(),
-                service: service.clone(),
-                port: service_cfg.port,
-                http: http.clone(),
-                core: core.clone(),
-                history: history.clone(),
-                analyzer: handle.analyzers.get(service).cloned(),
-                clock,
-            };
-            tracker.spawn(task.run(shutdown.clone()));
-        }
-    }
+    handle.apply(&config, logs);
     if let Some(url) = config.alerts.webhook.clone() {
         let (sender, delivery) = probe::webhook::Sender::spawn(
             http.clone(),
@@ -326,6 +437,7 @@ impl Analyzer {
                     let _ = self.core.flood(&self.service, until, seconds).await;
                 }
             }
+            AnalyzerMsg::Patterns(patterns) => self.patterns = patterns,
             AnalyzerMsg::Report(reply) => {
                 let now = self.clock.now_ms();
                 let types = self.stats.summary(now);
@@ -420,7 +532,11 @@ impl CheckTask {
                 .iter()
                 .find(|s| s.name == self.service)
                 .cloned();
-            let Some(status) = status else { continue };
+            // Not (yet) in the snapshot: a service a reload is adding; wait for it like for a start.
+            let Some(status) = status else {
+                idle = true;
+                continue;
+            };
             // No process, nothing to measure: the history shows a gap, not a red dot.
             let Some(pid) = status.pid.filter(|_| status.state.has_process()) else {
                 idle = true;

@@ -66,6 +66,10 @@ pub enum Request {
     Checks,
     /// A full check now, with a verdict and advice.
     Diagnose,
+    /// Re-read the configuration and apply the change (the reply lists what was done).
+    Reload,
+    /// Re-read the configuration and show the planned change without applying it.
+    Reread,
 }
 
 fn default_lines() -> usize {
@@ -80,6 +84,10 @@ pub enum ErrorCode {
     UnsupportedVersion,
     UnknownService,
     ShuttingDown,
+    /// The configuration on disk does not validate; nothing was changed.
+    ConfigInvalid,
+    /// The configuration is valid but could not be applied (a log could not be opened).
+    ReloadFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,8 @@ pub struct Context {
     pub monitor: MonitorHandle,
     pub config: Arc<Config>,
     pub http: reqwest::Client,
+    /// Live reload (`tend reload` / `tend reread`); `None` where nothing watches the configuration.
+    pub reload: Option<crate::reload::ReloadHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,37 @@ async fn handle_connection(
     }
 }
 
+/// The configuration tend runs now (the last good one a reload applied).
+fn current_config(ctx: &Context) -> Arc<Config> {
+    match &ctx.reload {
+        Some(reload) => reload.current(),
+        None => ctx.config.clone(),
+    }
+}
+
+fn reload_reply(result: Result<String, crate::reload::ReloadError>) -> Response {
+    use crate::reload::ReloadError;
+    match result {
+        Ok(message) => Response::Ok { message },
+        Err(err @ ReloadError::Config(_)) => Response::Error {
+            code: ErrorCode::ConfigInvalid,
+            message: err.to_string(),
+        },
+        Err(ReloadError::Gone(_)) => gone(),
+        Err(err) => Response::Error {
+            code: ErrorCode::ReloadFailed,
+            message: err.to_string(),
+        },
+    }
+}
+
+fn no_reload() -> Response {
+    Response::Error {
+        code: ErrorCode::BadRequest,
+        message: "this tend does not reload its configuration".into(),
+    }
+}
+
 fn gone() -> Response {
     Response::Error {
         code: ErrorCode::ShuttingDown,
@@ -246,6 +279,7 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                 snapshot: Snapshot {
                     at_ms: snapshot.at_ms,
                     recoveries: snapshot.recoveries,
+                    config_error: snapshot.config_error,
                     services: snapshot
                         .services
                         .into_iter()
@@ -319,11 +353,24 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
             .await
         }
         Request::Checks => Response::Checks {
-            checks: check_rows(&ctx.config, &snapshot),
+            checks: check_rows(&current_config(ctx), &snapshot),
+        },
+        Request::Reload => match &ctx.reload {
+            Some(reload) => reload_reply(reload.reload("tend reload").await),
+            None => no_reload(),
+        },
+        Request::Reread => match &ctx.reload {
+            Some(reload) => reload_reply(reload.reread().await),
+            None => no_reload(),
         },
         Request::Diagnose => {
-            match crate::checks::diagnose::diagnose(&ctx.config, core, &ctx.monitor, &ctx.http)
-                .await
+            match crate::checks::diagnose::diagnose(
+                &current_config(ctx),
+                core,
+                &ctx.monitor,
+                &ctx.http,
+            )
+            .await
             {
                 Some(diagnosis) => Response::Diagnosis { diagnosis },
                 None => gone(),

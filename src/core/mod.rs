@@ -6,11 +6,15 @@
 //!
 //! Every start of a process goes through [`policy::earliest_start`]; only `force` bypasses it.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::checks::probe::{ProbeResult, Status};
 use crate::clock::Millis;
+use crate::config::Config;
 use crate::logs::ServiceLog;
 use crate::recovery::Recovery;
 use crate::state::StartRecord;
@@ -166,6 +170,10 @@ pub struct Snapshot {
     /// The latest recovery of each group that had one.
     #[serde(default)]
     pub recoveries: Vec<RecoveryView>,
+    /// Why the last reload of the configuration failed (file, line, key); `None` once a reload succeeds.
+    /// The running configuration is the last good one meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
 }
 
 /// What became of a command on one service.
@@ -247,6 +255,18 @@ pub enum Command {
         group: String,
         by: Actor,
         reply: oneshot::Sender<ActionResult>,
+    },
+    /// Switch to a new, already validated configuration (live reload). `logs` holds the opened logs of
+    /// the services it adds (opened by the caller, so their watchers subscribe before the first start).
+    /// The reply lists what was done, one line per service touched.
+    Reload {
+        config: Arc<Config>,
+        logs: BTreeMap<String, ServiceLog>,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    /// A reload failed (`Some`, shown in the snapshot until fixed) or the error is gone (`None`).
+    ConfigError {
+        error: Option<String>,
     },
     /// `POST /reload_cache` on the service: a dialog fetch, gated like a start.
     ReloadCache {
@@ -441,6 +461,28 @@ impl CoreHandle {
             reply,
         })
         .await
+    }
+
+    /// Applies a new configuration; returns one line per service touched (see [`Command::Reload`]).
+    pub async fn reload(
+        &self,
+        config: Arc<Config>,
+        logs: BTreeMap<String, ServiceLog>,
+    ) -> Result<Vec<String>, CoreGone> {
+        self.ask(|reply| Command::Reload {
+            config,
+            logs,
+            reply,
+        })
+        .await
+    }
+
+    /// Records (or clears) the error of the last failed reload, for `tend status` and the page.
+    pub async fn config_error(&self, error: Option<String>) -> Result<(), CoreGone> {
+        self.commands
+            .send(Command::ConfigError { error })
+            .await
+            .map_err(|_| CoreGone)
     }
 
     pub async fn shutdown(&self) -> Result<(), CoreGone> {

@@ -106,6 +106,51 @@ struct Service {
     ready: Option<bool>,
     /// End of the latest flood wait it reported.
     flood_until: Option<Millis>,
+    /// Gone from the configuration by a reload; dropped from the map once its process has exited.
+    removed: bool,
+    /// A reload changed a process-relevant key while the gate was closed: restart then (the gate is
+    /// asked again at that moment).
+    reload_restart: Option<Instant>,
+}
+
+impl Service {
+    fn new(cfg: ServiceConfig, log: ServiceLog) -> Service {
+        Service {
+            cfg,
+            state: ServiceState::Stopped,
+            run: None,
+            timer: None,
+            pending_reason: StartReason::Initial,
+            backoff_until: None,
+            quick_failures: 0,
+            last_exit: None,
+            starts_this_session: 0,
+            message: None,
+            stop_waiters: Vec::new(),
+            restart_after_stop: None,
+            log,
+            checks: BTreeMap::new(),
+            ready: None,
+            flood_until: None,
+            removed: false,
+            reload_restart: None,
+        }
+    }
+}
+
+/// Opens the log of one service with the running tend's log settings.
+fn open_log(config: &Config, cfg: &ServiceConfig) -> Result<ServiceLog, SupervisorError> {
+    ServiceLog::open(LogSettings {
+        dir: config.supervisor.log_dir.clone(),
+        name: cfg.name.clone(),
+        max_size: cfg.max_log_size,
+        keep: cfg.log_keep,
+        ring_lines: config.supervisor.log_ring_lines,
+    })
+    .map_err(|source| SupervisorError::Log {
+        service: cfg.name.clone(),
+        source,
+    })
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +178,8 @@ pub struct Supervisor {
     next_run_id: u64,
     /// For the services' own HTTP endpoints (`/reload_cache`).
     http: reqwest::Client,
+    /// Why the last reload failed; cleared by a good one.
+    config_error: Option<String>,
 }
 
 impl Supervisor {
@@ -149,38 +196,8 @@ impl Supervisor {
         }
         let mut services = BTreeMap::new();
         for (name, cfg) in &config.services {
-            let log = ServiceLog::open(LogSettings {
-                dir: config.supervisor.log_dir.clone(),
-                name: name.clone(),
-                max_size: cfg.max_log_size,
-                keep: cfg.log_keep,
-                ring_lines: config.supervisor.log_ring_lines,
-            })
-            .map_err(|source| SupervisorError::Log {
-                service: name.clone(),
-                source,
-            })?;
-            services.insert(
-                name.clone(),
-                Service {
-                    cfg: cfg.clone(),
-                    state: ServiceState::Stopped,
-                    run: None,
-                    timer: None,
-                    pending_reason: StartReason::Initial,
-                    backoff_until: None,
-                    quick_failures: 0,
-                    last_exit: None,
-                    starts_this_session: 0,
-                    message: None,
-                    stop_waiters: Vec::new(),
-                    restart_after_stop: None,
-                    log,
-                    checks: BTreeMap::new(),
-                    ready: None,
-                    flood_until: None,
-                },
-            );
+            let log = open_log(&config, cfg)?;
+            services.insert(name.clone(), Service::new(cfg.clone(), log));
         }
         let (commands_tx, commands) = mpsc::channel(256);
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -207,6 +224,7 @@ impl Supervisor {
             shutdown_waiters: Vec::new(),
             next_run_id: 1,
             http: reqwest::Client::new(),
+            config_error: None,
         };
         supervisor.publish();
         Ok((supervisor, handle))
@@ -329,6 +347,15 @@ impl Supervisor {
                 let outcome = self.reload_cache(&name, force, &by);
                 let _ = reply.send(ActionResult { name, outcome });
             }
+            Command::Reload {
+                config,
+                logs,
+                reply,
+            } => {
+                let done = self.apply_reload(config, logs);
+                let _ = reply.send(done);
+            }
+            Command::ConfigError { error } => self.config_error = error,
         }
     }
 
@@ -340,6 +367,11 @@ impl Supervisor {
         let Some(service) = self.services.get(name) else {
             return result(Outcome::NoSuchService);
         };
+        if service.removed {
+            return result(Outcome::Failed {
+                message: "removed from the configuration; it stops and goes away".into(),
+            });
+        }
         if self.shutting_down {
             return result(Outcome::Failed {
                 message: "tend is shutting down".into(),
@@ -442,6 +474,15 @@ impl Supervisor {
             });
             return;
         };
+        if service.removed {
+            let _ = reply.send(ActionResult {
+                name: name.to_string(),
+                outcome: Outcome::Failed {
+                    message: "removed from the configuration; it stops and goes away".into(),
+                },
+            });
+            return;
+        }
         let now = self.clock.now_ms();
         if !force {
             let held = self
@@ -519,7 +560,10 @@ impl Supervisor {
     /// gate's time through the timer. Restarts after an exit always take the timer path, so a command that
     /// fails at once cannot recurse into another spawn.
     fn auto_start(&mut self, name: &str, reason: StartReason, now_ok: bool) {
-        if self.shutting_down || self.persisted.service_mut(name).sticky_stop {
+        if self.shutting_down
+            || self.services[name].removed
+            || self.persisted.service_mut(name).sticky_stop
+        {
             return;
         }
         if let Some(message) = self.recovery_hold(name) {
@@ -605,6 +649,8 @@ impl Supervisor {
             started_ms: now,
         });
         service.backoff_until = None;
+        // Whatever started it runs the current settings: a restart a reload had scheduled is done.
+        service.reload_restart = None;
         service.starts_this_session += 1;
         service.ready = None;
         for slot in service.checks.values_mut() {
@@ -772,6 +818,10 @@ impl Supervisor {
             pid,
             exit: exit.clone(),
         });
+        if self.services[name].removed {
+            self.finish_removal(name);
+            return;
+        }
         let end = RunEnd {
             success: code == Some(0),
             requested,
@@ -878,6 +928,7 @@ impl Supervisor {
         self.services
             .values()
             .filter_map(|s| s.timer.map(|(at, _)| at))
+            .chain(self.services.values().filter_map(|s| s.reload_restart))
             .chain(recoveries)
             .min()
     }
@@ -895,6 +946,16 @@ impl Supervisor {
             self.drive_recovery(&group, recovery::Input::Tick);
         }
         let now = Instant::now();
+        let reloads: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.reload_restart.is_some_and(|at| at <= now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in reloads {
+            self.services.get_mut(&name).expect("known").reload_restart = None;
+            self.restart_for_reload(&name);
+        }
         let due: Vec<(String, Timer)> = self
             .services
             .iter()
@@ -962,6 +1023,9 @@ impl Supervisor {
         let Some(service) = self.services.get_mut(&report.service) else {
             return;
         };
+        if service.removed {
+            return;
+        }
         // A result that arrives after the process is gone says nothing about the next run.
         let Some(run) = &service.run else {
             return;
@@ -1235,6 +1299,251 @@ impl Supervisor {
         Outcome::Done {
             message: "dialog cache reload requested (counted like a start)".into(),
         }
+    }
+
+    // ---- live reload ----------------------------------------------------------------------------
+
+    /// Switches to `config` (already validated as a whole) and applies the difference: added services
+    /// start through the gate, removed ones stop and go away, process-relevant changes restart only the
+    /// services they concern (now if the gate is open, else at the gate's time), everything else applies
+    /// without a restart. Returns one line per thing done.
+    fn apply_reload(
+        &mut self,
+        config: Arc<Config>,
+        mut logs: BTreeMap<String, ServiceLog>,
+    ) -> Vec<String> {
+        let diff = crate::config::diff(&self.config, &config);
+        self.config = config;
+        self.config_error = None;
+        let mut done = Vec::new();
+        tracing::info!("configuration reloaded: {}", diff.render().trim_end());
+
+        for name in &diff.services_removed {
+            let Some(service) = self.services.get_mut(name) else {
+                continue;
+            };
+            service.removed = true;
+            service.restart_after_stop = None;
+            service.reload_restart = None;
+            service
+                .log
+                .try_marker("removed from the configuration (reload)".to_string());
+            if service.state.has_process() {
+                service.message = Some("removed from the configuration; stopping".into());
+                if service.state != ServiceState::Stopping {
+                    self.begin_stop(name, "removed from the configuration");
+                }
+                done.push(format!("{name}: removed, stopping"));
+            } else {
+                self.finish_removal(name);
+                done.push(format!("{name}: removed"));
+            }
+        }
+
+        for name in &diff.services_added {
+            let Some(cfg) = self.config.services.get(name).cloned() else {
+                continue;
+            };
+            if let Some(service) = self.services.get_mut(name) {
+                // Removed by an earlier reload and still stopping: it stays, with its new settings.
+                service.removed = false;
+                service.cfg = cfg;
+                service.message =
+                    Some("added back while it was stopping: `tend start` starts it".into());
+                if let Some(log) = logs.remove(name) {
+                    tokio::spawn(async move { log.close().await });
+                }
+                done.push(format!(
+                    "{name}: added back while stopping; start it by hand"
+                ));
+                continue;
+            }
+            let log = match logs
+                .remove(name)
+                .map(Ok)
+                .unwrap_or_else(|| open_log(&self.config, &cfg))
+            {
+                Ok(log) => log,
+                Err(err) => {
+                    tracing::error!("{err}");
+                    done.push(format!("{name}: not added: {err}"));
+                    continue;
+                }
+            };
+            self.services
+                .insert(name.clone(), Service::new(cfg.clone(), log));
+            let sticky = self
+                .persisted
+                .services
+                .get(name)
+                .is_some_and(|p| p.sticky_stop);
+            let what = if sticky {
+                self.set_message(
+                    name,
+                    Some("stopped by hand (sticky): start it by hand".into()),
+                );
+                "stopped by hand earlier (sticky), not started".to_string()
+            } else if !cfg.autostart {
+                "autostart off, not started".to_string()
+            } else {
+                self.auto_start(name, StartReason::Reload, true);
+                self.describe_start(name)
+            };
+            done.push(format!("{name}: added, {what}"));
+        }
+
+        for (name, keys) in &diff.services_restart {
+            let (Some(cfg), Some(service)) = (
+                self.config.services.get(name).cloned(),
+                self.services.get_mut(name),
+            ) else {
+                continue;
+            };
+            service.cfg = cfg;
+            let keys = keys.join(", ");
+            service.log.try_marker(format!(
+                "configuration changed ({keys}): a restart applies it"
+            ));
+            let what = self.restart_for_reload(name);
+            done.push(format!("{name}: changed ({keys}), {what}"));
+        }
+
+        for (name, keys) in &diff.services_updated {
+            let (Some(cfg), Some(service)) = (
+                self.config.services.get(name).cloned(),
+                self.services.get_mut(name),
+            ) else {
+                continue;
+            };
+            service.cfg = cfg;
+            done.push(format!(
+                "{name}: changed ({}), applied without a restart",
+                keys.join(", ")
+            ));
+        }
+
+        for name in &diff.groups_changed {
+            done.push(format!("group {name}: changed, applies to the next start"));
+        }
+
+        // What the core remembers of a check goes with the check: removed or redefined checks start
+        // over here (the measured history, kept by the monitor, stays).
+        let checks = &self.config.checks;
+        for (name, service) in self.services.iter_mut() {
+            service.checks.retain(|check, _| {
+                checks.get(check).is_some_and(|c| c.services.contains(name))
+                    && !diff.checks_changed.contains(check)
+            });
+        }
+        for (names, what) in [
+            (&diff.checks_added, "added"),
+            (&diff.checks_removed, "removed"),
+            (&diff.checks_changed, "changed, its history is kept"),
+        ] {
+            for name in names {
+                done.push(format!("check {name}: {what}"));
+            }
+        }
+        if diff.alerts_changed {
+            done.push("alerts: changed".to_string());
+        }
+        for (key, change) in &diff.needs_tend_restart {
+            done.push(format!(
+                "[supervisor] {key}: {change}: needs tend restart (the running tend keeps the old value)"
+            ));
+        }
+        done
+    }
+
+    /// Restarts a service whose process-relevant settings changed, if the gate allows it now; otherwise
+    /// schedules the restart at the gate's time. Says what it did.
+    fn restart_for_reload(&mut self, name: &str) -> String {
+        let now = self.clock.now_ms();
+        let service = &self.services[name];
+        if !service.state.has_process() || service.state == ServiceState::Stopping {
+            return "applies at its next start".into();
+        }
+        if let Some(message) = self.recovery_hold(name) {
+            return format!("not restarted now ({message}); applies at its next start");
+        }
+        let gate = self.gate(name, None, now);
+        match gate.hold.clone().filter(|_| !gate.is_open(now)) {
+            None => {
+                let service = self.services.get_mut(name).expect("known service");
+                service.restart_after_stop = Some(PendingRestart {
+                    reason: StartReason::Reload,
+                    forced: false,
+                    reply: None,
+                });
+                self.begin_stop(name, "configuration changed");
+                "restarting now".into()
+            }
+            Some(hold) => {
+                let text = format!(
+                    "restart held by {hold}: it restarts in {}",
+                    human_ms(gate.at - now)
+                );
+                let at = self.clock.instant_at(gate.at);
+                let service = self.services.get_mut(name).expect("known service");
+                service.reload_restart = Some(at);
+                service
+                    .log
+                    .try_marker(format!("configuration changed; {text}"));
+                service.message = Some(format!("configuration changed; {text}"));
+                text
+            }
+        }
+    }
+
+    /// What became of an automatic start just asked for, in a few words.
+    fn describe_start(&self, name: &str) -> String {
+        let service = &self.services[name];
+        match service.state {
+            ServiceState::Starting | ServiceState::Running => format!(
+                "started (pid {})",
+                service.run.as_ref().map(|r| r.pid).unwrap_or_default()
+            ),
+            ServiceState::Waiting | ServiceState::Backoff => {
+                let now = self.clock.now_ms();
+                let gate = self.gate(name, service.backoff_until, now);
+                match (&service.message, gate.hold) {
+                    (Some(message), _) => format!("waiting: {message}"),
+                    (None, Some(hold)) => {
+                        format!("starts in {} ({hold})", human_ms(gate.at - now))
+                    }
+                    (None, None) => "starting".into(),
+                }
+            }
+            state => match &service.message {
+                Some(message) => format!("{state}: {message}"),
+                None => state.to_string(),
+            },
+        }
+    }
+
+    /// Drops a service the configuration no longer has, once it has no process.
+    fn finish_removal(&mut self, name: &str) {
+        let Some(service) = self.services.remove(name) else {
+            return;
+        };
+        let _ = self.events.send(Event::StateChanged {
+            name: name.to_string(),
+            from: service.state,
+            to: ServiceState::Stopped,
+            at_ms: self.clock.now_ms(),
+        });
+        for waiter in service.stop_waiters {
+            let _ = waiter.send(ActionResult {
+                name: name.to_string(),
+                outcome: Outcome::Done {
+                    message: "stopped (removed from the configuration)".into(),
+                },
+            });
+        }
+        tracing::info!(service = name, "removed from the configuration");
+        let log = service.log;
+        log.try_marker("stopped; removed from the configuration".to_string());
+        tokio::spawn(async move { log.close().await });
     }
 
     // ---- flood recovery -------------------------------------------------------------------------
@@ -1575,6 +1884,7 @@ impl Supervisor {
             at_ms: now,
             services,
             recoveries,
+            config_error: self.config_error.clone(),
         }
     }
 
@@ -1583,6 +1893,7 @@ impl Supervisor {
         self.snapshot.send_if_modified(|current| {
             // `at_ms` changes every time; only publish real changes.
             let changed = current.services != snapshot.services
+                || current.config_error != snapshot.config_error
                 || current.recoveries.len() != snapshot.recoveries.len()
                 || current
                     .recoveries

@@ -239,6 +239,7 @@ mod tests {
             monitor,
             config: config.clone(),
             http: reqwest::Client::new(),
+            reload: None,
         };
         let users = vec![crate::config::WebUser {
             name: "ann".into(),

@@ -98,11 +98,17 @@ impl World {
 
     /// Starts `tend up` and waits until its control socket answers.
     pub fn up(&self) -> Tend {
+        self.up_with_env(&[])
+    }
+
+    /// Like `up`, with extra environment variables for tend.
+    pub fn up_with_env(&self, env: &[(&str, &str)]) -> Tend {
         let stderr = std::fs::File::create(self.path().join("tend.stderr")).unwrap();
         let child = Command::new(TEND)
             .arg("-c")
             .arg(self.config_path())
             .arg("up")
+            .envs(env.iter().copied())
             .env("TEND_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

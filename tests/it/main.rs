@@ -6,4 +6,5 @@ mod control;
 mod core;
 mod helper;
 mod recovery;
+mod reload;
 mod web;

@@ -1,0 +1,316 @@
+//! Live reload end to end: a real `tend up`, its configuration edited on disk (the watcher), SIGHUP and
+//! `tend reload` / `tend reread`; what restarts, what does not, and a broken edit that changes nothing.
+
+use std::time::Duration;
+
+use tend::core::{Hold, ServiceState};
+
+use crate::helper::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn sleeper(name: &str, word: &str, extra: &str) -> String {
+    format!(
+        "[services.{name}]\ncommand = [\"sh\", \"-c\", \"echo {name} {word}; exec sleep 1000\"]\nstart_grace = \"100ms\"\nstop_timeout = \"2s\"\n{extra}\n"
+    )
+}
+
+/// Waits until `name` exists and runs; its pid.
+fn pid_of(world: &World, name: &str) -> u32 {
+    wait_for(T, &format!("{name} running"), || {
+        world
+            .status()
+            .services
+            .into_iter()
+            .find(|s| s.name == name && s.state == ServiceState::Running)
+            .and_then(|s| s.pid)
+    })
+}
+
+/// The start reasons of a service, oldest first.
+fn reasons(world: &World, name: &str) -> Vec<String> {
+    world
+        .starts(name)
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect()
+}
+
+#[test]
+fn a_service_added_to_the_file_starts_and_one_removed_stops() {
+    let world = World::new(&sleeper("a", "up", ""));
+    let _tend = world.up();
+    let a = pid_of(&world, "a");
+
+    world.write_config(&format!(
+        "{}{}",
+        sleeper("a", "up", ""),
+        sleeper("b", "up", "")
+    ));
+    let b = wait_for(T, "b added and running", || {
+        world
+            .status()
+            .services
+            .into_iter()
+            .find(|s| s.name == "b" && s.state == ServiceState::Running)
+    });
+    assert_eq!(b.last_start.unwrap().reason.to_string(), "config reload");
+    assert!(
+        world.read_log("b").contains("b up"),
+        "{}",
+        world.read_log("b")
+    );
+    assert_eq!(pid_of(&world, "a"), a, "a was not touched");
+
+    world.write_config(&sleeper("b", "up", ""));
+    wait_for(T, "a gone from the status", || {
+        world
+            .status()
+            .services
+            .iter()
+            .all(|s| s.name != "a")
+            .then_some(())
+    });
+    wait_for(T, "a's process gone", || (!pid_alive(a)).then_some(()));
+    assert_eq!(pid_of(&world, "b"), b.pid.unwrap(), "b was not touched");
+    let log = world.read_log("a");
+    assert!(log.contains("removed from the configuration"), "{log}");
+    // Commands on a removed service are refused like any unknown name.
+    assert_ne!(code(&world.tend(&["start", "a"])), 0);
+}
+
+#[test]
+fn changing_one_command_restarts_only_that_service() {
+    let world = World::new(&format!(
+        "{}{}",
+        sleeper("a", "v1", ""),
+        sleeper("b", "v1", "")
+    ));
+    let _tend = world.up();
+    let (a, b) = (pid_of(&world, "a"), pid_of(&world, "b"));
+
+    world.write_config(&format!(
+        "{}{}",
+        sleeper("a", "v2", ""),
+        sleeper("b", "v1", "")
+    ));
+    let a2 = wait_for(T, "a restarted with its new command", || {
+        let s = world.service("a");
+        (s.state == ServiceState::Running && s.pid != Some(a)).then_some(s)
+    });
+    assert!(!pid_alive(a));
+    assert_eq!(a2.last_start.unwrap().reason.to_string(), "config reload");
+    wait_for(T, "the new command's output", || {
+        world.read_log("a").contains("a v2").then_some(())
+    });
+    assert!(world
+        .read_log("a")
+        .contains("configuration changed (command): a restart applies it"));
+    let b_now = world.service("b");
+    assert_eq!(b_now.pid, Some(b), "b must not restart");
+    assert_eq!(reasons(&world, "b"), vec!["initial"]);
+}
+
+const CHECKED: &str = r#"
+[checks.mem]
+kind = "process"
+services = ["a"]
+max_rss = "1GB"
+interval = "100ms"
+timeout = "80ms"
+"#;
+
+#[test]
+fn a_check_only_change_restarts_nothing_and_keeps_the_history() {
+    let world = World::new(&format!("{}{CHECKED}", sleeper("a", "up", "")));
+    let _tend = world.up();
+    let a = pid_of(&world, "a");
+    world.wait_check("mem", "a", "a first result", T, |v| {
+        v.status == tend::checks::probe::Status::Ok
+    });
+    let points_before = world
+        .check_history()
+        .iter()
+        .find(|s| s.check == "mem" && s.service == "a")
+        .map(|s| s.points.len())
+        .unwrap_or(0);
+    assert!(points_before > 0);
+
+    // `mem` changes its threshold, `cpu` is new: checks only, no service key.
+    let changed = CHECKED.replace("1GB", "2GB")
+        + "\n[checks.cpu]\nkind = \"process\"\nservices = [\"a\"]\nmax_cpu = 99\ninterval = \"100ms\"\ntimeout = \"80ms\"\n";
+    world.write_config(&format!("{}{changed}", sleeper("a", "up", "")));
+    wait_for(T, "the added check listed", || {
+        world
+            .checks()
+            .iter()
+            .any(|c| c.check == "cpu")
+            .then_some(())
+    });
+    world.wait_check("cpu", "a", "the added check's first result", T, |_| true);
+    let mem = world
+        .checks()
+        .into_iter()
+        .find(|c| c.check == "mem" && c.service == "a")
+        .unwrap();
+    assert_eq!(mem.interval_ms, 100);
+    // The replaced task keeps writing into the same history.
+    wait_for(T, "mem's history growing past its old points", || {
+        world
+            .check_history()
+            .iter()
+            .find(|s| s.check == "mem" && s.service == "a")
+            .filter(|s| s.points.len() > points_before)
+            .map(|_| ())
+    });
+    let s = world.service("a");
+    assert_eq!(
+        s.pid,
+        Some(a),
+        "a check change must not restart the service"
+    );
+    assert_eq!(reasons(&world, "a"), vec!["initial"]);
+}
+
+#[test]
+fn a_broken_edit_changes_nothing_is_reported_and_a_fix_applies() {
+    let world = World::new(&sleeper("a", "v1", ""));
+    let _tend = world.up();
+    let a = pid_of(&world, "a");
+
+    // A new command and a typo: nothing of it may apply.
+    world.write_config(&sleeper("a", "v2", "restrat = \"always\""));
+    let error = wait_for(T, "the config error in the status", || {
+        world.status().config_error
+    });
+    assert!(error.contains("supervisor.toml:"), "{error}");
+    assert!(error.contains("restrat"), "{error}");
+    let table = stdout(&world.tend(&["status"]));
+    assert!(table.starts_with("config error"), "{table}");
+    assert!(table.contains("restrat"), "{table}");
+    let out = world.tend(&["reload"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing changed"), "{}", stderr(&out));
+    assert_eq!(world.service("a").pid, Some(a));
+    assert!(!world.read_log("a").contains("a v2"));
+
+    world.write_config(&sleeper("a", "v2", ""));
+    wait_for(T, "the error cleared", || {
+        world.status().config_error.is_none().then_some(())
+    });
+    let a2 = wait_for(T, "a restarted by the fixed file", || {
+        let s = world.service("a");
+        (s.state == ServiceState::Running && s.pid != Some(a)).then_some(s)
+    });
+    assert_eq!(a2.last_start.unwrap().reason.to_string(), "config reload");
+}
+
+#[test]
+fn an_editor_style_atomic_save_is_one_reload() {
+    let world = World::new(&sleeper("a", "up", ""));
+    let tend = world.up();
+    let a = pid_of(&world, "a");
+
+    // vim/VS Code style: probe file, write a temp file, rename it over the original, then a backup.
+    let dir = world.path();
+    std::fs::write(dir.join("4913"), "").unwrap();
+    std::fs::remove_file(dir.join("4913")).unwrap();
+    let tmp = dir.join(".supervisor.toml.tmp");
+    let text = format!(
+        "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n\n{}{}",
+        sleeper("a", "up", ""),
+        sleeper("b", "up", "")
+    );
+    std::fs::write(&tmp, &text).unwrap();
+    std::fs::rename(&tmp, world.config_path()).unwrap();
+    std::fs::write(dir.join("supervisor.toml~"), "backup").unwrap();
+
+    let b = pid_of(&world, "b");
+    assert!(pid_alive(b));
+    assert_eq!(world.service("a").pid, Some(a));
+    assert_eq!(reasons(&world, "b"), vec!["config reload"]);
+    let logged = tend.stderr();
+    assert!(
+        logged.contains("configuration reloaded (the files changed)"),
+        "{logged}"
+    );
+}
+
+#[test]
+fn sighup_applies_what_reread_showed() {
+    let world = World::new(&format!(
+        "{}{}",
+        sleeper("a", "v1", ""),
+        sleeper("b", "v1", "")
+    ));
+    // No watcher: only SIGHUP and `tend reload` trigger, so the file can be edited and inspected.
+    let mut tend = world.up_with_env(&[("TEND_WATCH_CONFIG", "0")]);
+    let (a, b) = (pid_of(&world, "a"), pid_of(&world, "b"));
+
+    world.write_config(&format!(
+        "{}{}",
+        sleeper("a", "v2", ""),
+        sleeper("c", "v1", "")
+    ));
+    let out = world.tend(&["reread"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "c: added\nb: removed (it will be stopped)\na: changed (command), restart needed\n"
+    );
+    assert_eq!(world.service("a").pid, Some(a), "reread changes nothing");
+    assert_eq!(world.service("b").pid, Some(b));
+
+    tend.signal(libc::SIGHUP);
+    let a2 = wait_for(T, "a restarted after SIGHUP", || {
+        let s = world.service("a");
+        (s.state == ServiceState::Running && s.pid != Some(a)).then_some(s)
+    });
+    assert!(a2.pid.is_some());
+    pid_of(&world, "c");
+    wait_for(T, "b's process gone", || (!pid_alive(b)).then_some(()));
+    assert!(tend.try_exit().is_none(), "tend survives SIGHUP");
+    assert_eq!(stdout(&world.tend(&["reread"])), "no changes\n");
+}
+
+#[test]
+fn a_restart_held_by_group_spacing_says_when_and_happens_then() {
+    let group = "[groups.acct]\nmin_start_spacing = \"1500ms\"\n\n";
+    let world = World::new(&format!(
+        "{group}{}",
+        sleeper("a", "v1", "group = \"acct\"")
+    ));
+    let _tend = world.up_with_env(&[("TEND_WATCH_CONFIG", "0")]);
+    let a = pid_of(&world, "a");
+
+    world.write_config(&format!(
+        "{group}{}",
+        sleeper("a", "v2", "group = \"acct\"")
+    ));
+    let out = world.tend(&["reload"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("a: changed (command), restart held by group acct spacing"),
+        "{text}"
+    );
+    assert!(text.contains("it restarts in"), "{text}");
+    let held = world.service("a");
+    assert_eq!(held.pid, Some(a), "held: still the old process");
+    assert_eq!(
+        held.next_start.hold,
+        Some(Hold::GroupSpacing {
+            group: "acct".into()
+        })
+    );
+    assert!(held.message.unwrap().contains("restart held"));
+
+    let a2 = wait_for(T, "a restarted once the spacing allows", || {
+        let s = world.service("a");
+        (s.state == ServiceState::Running && s.pid != Some(a)).then_some(s)
+    });
+    let starts = world.starts("a");
+    let gap = starts[1].at_ms - starts[0].at_ms;
+    assert!(gap >= 1500, "restarted {gap} ms after the first start");
+    assert_eq!(a2.last_start.unwrap().reason.to_string(), "config reload");
+}
