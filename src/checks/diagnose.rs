@@ -89,14 +89,6 @@ async fn diagnose_service(
     http: &reqwest::Client,
 ) -> ServiceDiagnosis {
     let timeout = Duration::from_secs(3);
-    let expand = |t: &str| {
-        t.replace("{host}", "127.0.0.1")
-            .replace("{name}", &status.name)
-            .replace(
-                "{port}",
-                &status.port.map(|p| p.to_string()).unwrap_or_default(),
-            )
-    };
     let mut listening = None;
     let mut port_holder = None;
     if let Some(port) = status.port {
@@ -116,44 +108,19 @@ async fn diagnose_service(
             .filter(|c| c.services.contains(&status.name))
         {
             match &check.kind {
-                CheckKind::Http {
-                    url,
-                    method,
-                    expect_status,
-                    body_contains,
-                } if health.is_none() => {
-                    let spec = probe::http::HttpSpec {
-                        url: expand(url),
-                        method: reqwest::Method::from_bytes(method.as_bytes())
-                            .unwrap_or(reqwest::Method::GET),
-                        expect_status: expect_status.clone(),
-                        body_contains: body_contains.clone(),
-                        timeout,
-                    };
-                    health = Some(probe::http::probe(http, &spec).await);
+                kind @ CheckKind::Http { .. } if health.is_none() => {
+                    if let Some(spec) =
+                        super::spec::http_spec(kind, &status.name, status.port, timeout)
+                    {
+                        health = Some(probe::http::probe(http, &spec).await);
+                    }
                 }
-                CheckKind::Json {
-                    url,
-                    method,
-                    pointer,
-                    min,
-                    max,
-                    warn_below,
-                    warn_above,
-                    ..
-                } if cache.is_none() && check.readiness => {
-                    let spec = probe::json::JsonSpec {
-                        url: expand(url),
-                        method: reqwest::Method::from_bytes(method.as_bytes())
-                            .unwrap_or(reqwest::Method::GET),
-                        pointer: pointer.clone(),
-                        min: *min,
-                        max: *max,
-                        warn_below: *warn_below,
-                        warn_above: *warn_above,
-                        timeout,
-                    };
-                    cache = Some(probe::json::probe(http, &spec).await.0);
+                kind @ CheckKind::Json { .. } if cache.is_none() && check.readiness => {
+                    if let Some(spec) =
+                        super::spec::json_spec(kind, &status.name, status.port, timeout)
+                    {
+                        cache = Some(probe::json::probe(http, &spec).await.0);
+                    }
                 }
                 _ => {}
             }

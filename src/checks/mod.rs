@@ -14,4 +14,5 @@ pub mod history;
 pub mod monitor;
 pub mod probe;
 pub mod records;
+pub mod spec;
 pub mod stats;

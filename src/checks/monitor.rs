@@ -591,13 +591,7 @@ impl CheckTask {
     }
 
     fn expand(&self, template: &str) -> String {
-        template
-            .replace("{host}", "127.0.0.1")
-            .replace("{name}", &self.service)
-            .replace(
-                "{port}",
-                &self.port.map(|p| p.to_string()).unwrap_or_default(),
-            )
+        super::spec::expand(template, &self.service, self.port)
     }
 
     async fn measure(
@@ -608,43 +602,18 @@ impl CheckTask {
         cpu: &mut probe::process::CpuSampler,
     ) -> ProbeResult {
         let timeout = self.check.timeout;
-        let method =
-            |m: &str| reqwest::Method::from_bytes(m.as_bytes()).unwrap_or(reqwest::Method::GET);
         match &self.check.kind {
-            CheckKind::Http {
-                url,
-                method: m,
-                expect_status,
-                body_contains,
-            } => {
-                let spec = probe::http::HttpSpec {
-                    url: self.expand(url),
-                    method: method(m),
-                    expect_status: expect_status.clone(),
-                    body_contains: body_contains.clone(),
-                    timeout,
+            kind @ CheckKind::Http { .. } => {
+                let Some(spec) = super::spec::http_spec(kind, &self.service, self.port, timeout)
+                else {
+                    return ProbeResult::unknown("not an http check");
                 };
                 probe::http::probe(&self.http, &spec).await
             }
-            CheckKind::Json {
-                url,
-                method: m,
-                pointer,
-                min,
-                max,
-                warn_below,
-                warn_above,
-                events,
-            } => {
-                let spec = probe::json::JsonSpec {
-                    url: self.expand(url),
-                    method: method(m),
-                    pointer: pointer.clone(),
-                    min: *min,
-                    max: *max,
-                    warn_below: *warn_below,
-                    warn_above: *warn_above,
-                    timeout,
+            kind @ CheckKind::Json { events, .. } => {
+                let Some(spec) = super::spec::json_spec(kind, &self.service, self.port, timeout)
+                else {
+                    return ProbeResult::unknown("not a json check");
                 };
                 let (result, doc) = probe::json::probe(&self.http, &spec).await;
                 if let (Some(events), Some(doc), Some(analyzer)) = (events, doc, &self.analyzer) {
