@@ -161,12 +161,12 @@ pub(super) async fn build_view(state: &WebState) -> StatusView {
         .await
         .unwrap_or_default();
     view::build(
-        &state.config,
+        &state.live().config,
         &snapshot,
         &errors,
         &usage,
-        &state.redactor,
-        &state.error_types,
+        &state.live().redactor,
+        &state.live().error_types,
     )
 }
 
@@ -230,7 +230,7 @@ async fn events(
                     Ok(Event::Check { .. }) => SseEvent::default().comment("check"),
                     Ok(event) => {
                         let mut value = serde_json::to_value(&event).unwrap_or_default();
-                        live.state.redactor.json(&mut value);
+                        live.state.live().redactor.json(&mut value);
                         SseEvent::default().event("event").json_data(value)
                             .unwrap_or_else(|_| SseEvent::default().comment("unserializable"))
                     }
@@ -304,7 +304,7 @@ fn record_action(
         action,
         target: target.to_string(),
         reason: body.reason.chars().take(500).collect(),
-        outcome: state.redactor.text(&outcome).into_owned(),
+        outcome: state.live().redactor.text(&outcome).into_owned(),
     });
 }
 
@@ -312,10 +312,10 @@ fn action_response(state: &WebState, mut result: ActionResult) -> Response {
     let status = outcome_status(&result.outcome);
     match &mut result.outcome {
         Outcome::Done { message } | Outcome::Failed { message } => {
-            *message = state.redactor.text(message).into_owned();
+            *message = state.live().redactor.text(message).into_owned();
         }
         Outcome::Refused { message, .. } => {
-            *message = state.redactor.text(message).into_owned();
+            *message = state.live().redactor.text(message).into_owned();
         }
         Outcome::NoSuchService => {}
     }
@@ -329,11 +329,12 @@ async fn service_action(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let body = action_body(&body)?;
-    if !state.config.services.contains_key(&name) {
+    if !state.live().config.services.contains_key(&name) {
         return Err(AppError::NotFound(format!(
             "no such service `{}`; known services: {}",
             name.chars().take(64).collect::<String>(),
             state
+                .live()
                 .config
                 .services
                 .keys()
@@ -373,11 +374,12 @@ async fn group_action(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let body = action_body(&body)?;
-    if !state.config.groups.contains_key(&group) {
+    if !state.live().config.groups.contains_key(&group) {
         return Err(AppError::NotFound(format!(
             "no such group `{}`; known groups: {}",
             group.chars().take(64).collect::<String>(),
             state
+                .live()
                 .config
                 .groups
                 .keys()
@@ -411,13 +413,17 @@ async fn diagnose(
     State(state): State<WebState>,
     _caller: Caller,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let diagnosis =
-        crate::checks::diagnose::diagnose(&state.config, &state.core, &state.monitor, &state.http)
-            .await
-            .ok_or(AppError::Gone)?;
+    let diagnosis = crate::checks::diagnose::diagnose(
+        &state.live().config,
+        &state.core,
+        &state.monitor,
+        &state.http,
+    )
+    .await
+    .ok_or(AppError::Gone)?;
     let text = crate::checks::diagnose::render(&diagnosis);
     let mut value = serde_json::json!({ "diagnosis": diagnosis, "text": text });
-    state.redactor.json(&mut value);
+    state.live().redactor.json(&mut value);
     Ok(Json(value))
 }
 
@@ -457,9 +463,9 @@ fn parse_time(what: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, A
 
 fn log_query(state: &WebState, p: LogParams) -> Result<LogQuery, AppError> {
     let services = match p.service.as_deref() {
-        None | Some("") | Some("all") => state.config.services.keys().cloned().collect(),
+        None | Some("") | Some("all") => state.live().config.services.keys().cloned().collect(),
         // Only a configured name ever becomes part of a path; anything else is unknown.
-        Some(name) if state.config.services.contains_key(name) => vec![name.to_string()],
+        Some(name) if state.live().config.services.contains_key(name) => vec![name.to_string()],
         Some(name) => {
             return Err(AppError::NotFound(format!(
                 "no such service `{}`",
@@ -487,8 +493,8 @@ async fn logs_page(
 ) -> Result<Json<logs::Page>, AppError> {
     let query = log_query(&state, params)?;
     let dir = state.log_dir();
-    let redactor = state.redactor.clone();
-    let patterns = state.patterns.clone();
+    let redactor = state.live().redactor.clone();
+    let patterns = state.live().patterns.clone();
     let page =
         tokio::task::spawn_blocking(move || logs::search(&dir, &query, &patterns, &redactor))
             .await
@@ -508,8 +514,8 @@ async fn logs_download(
     let mut query = log_query(&state, params)?;
     query.cursor = None;
     let dir = state.log_dir();
-    let redactor = state.redactor.clone();
-    let patterns = state.patterns.clone();
+    let redactor = state.live().redactor.clone();
+    let patterns = state.live().patterns.clone();
     let (lines, cut) = tokio::task::spawn_blocking(move || {
         logs::collect_all(&dir, &query, &patterns, &redactor, DOWNLOAD_MAX_LINES)
     })
@@ -547,7 +553,7 @@ async fn logs_live(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     let query = log_query(&state, params)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
-    let patterns = state.patterns.clone();
+    let patterns = state.live().patterns.clone();
     for name in &query.services {
         let Some(log) = state.core.log(name).await? else {
             continue;
@@ -555,7 +561,7 @@ async fn logs_live(
         let mut lines = log.subscribe();
         let (tx, name, query, patterns) =
             (tx.clone(), name.clone(), query.clone(), patterns.clone());
-        let (redactor, shutdown) = (state.redactor.clone(), state.shutdown.clone());
+        let (redactor, shutdown) = (state.live().redactor.clone(), state.shutdown.clone());
         tokio::spawn(async move {
             loop {
                 let line = tokio::select! {
@@ -614,10 +620,11 @@ async fn history(
     let since = now - minutes * 60_000;
     let series = state.monitor.history(since).await;
     let mut strips = Vec::new();
-    for service in state.config.services.keys() {
+    for service in state.live().config.services.keys() {
         let of_service: Vec<_> = series.iter().filter(|s| &s.service == service).collect();
         let is_http = |check: &str| {
             state
+                .live()
                 .config
                 .checks
                 .get(check)
@@ -657,7 +664,7 @@ struct ChatRow {
 /// The chat ids that keep failing, most frequent first, with the operator's advice.
 async fn chats(State(state): State<WebState>, _caller: Caller) -> Json<serde_json::Value> {
     let mut rows = Vec::new();
-    for service in state.config.services.keys() {
+    for service in state.live().config.services.keys() {
         let Some(report) = state.monitor.errors(service).await else {
             continue;
         };
@@ -669,7 +676,7 @@ async fn chats(State(state): State<WebState>, _caller: Caller) -> Json<serde_jso
                 rows.push(ChatRow {
                     service: service.clone(),
                     pattern: pattern.clone(),
-                    chat_id: state.redactor.text(&row.key).into_owned(),
+                    chat_id: state.live().redactor.text(&row.key).into_owned(),
                     count: row.count,
                     first_seen_ms: row.first_seen_ms,
                     last_seen_ms: row.last_seen_ms,
@@ -691,8 +698,9 @@ async fn audit(State(state): State<WebState>, _caller: Caller) -> Json<Vec<Audit
 
 /// The services as configured, secrets masked.
 async fn config_view(State(state): State<WebState>, _caller: Caller) -> Json<serde_json::Value> {
-    let r = &state.redactor;
+    let r = &state.live().redactor;
     let services: Vec<serde_json::Value> = state
+        .live()
         .config
         .services
         .values()

@@ -60,18 +60,44 @@ impl
 pub struct WebState {
     pub core: CoreHandle,
     pub monitor: MonitorHandle,
-    pub config: Arc<Config>,
     pub settings: Arc<WebSettings>,
     pub http: reqwest::Client,
     pub auth: Arc<auth::Auth>,
     pub audit: Arc<audit::Audit>,
-    pub redactor: Arc<redact::Redactor>,
     pub usage: Arc<view::UsageSampler>,
-    /// The log patterns (compiled once: a RegexSet is costly to build) and their names.
-    pub patterns: Arc<crate::checks::classify::PatternSet>,
-    pub error_types: Arc<Vec<String>>,
     /// Ends SSE streams so a graceful shutdown does not wait for browsers to go away.
     pub shutdown: CancellationToken,
+    /// The running configuration, when tend reloads it (None: the one the page started with).
+    reload: Option<crate::reload::ReloadHandle>,
+    /// What the page derives from the configuration, rebuilt after a reload (see [`WebState::live`]).
+    live: Arc<std::sync::Mutex<Arc<Live>>>,
+}
+
+/// What the page derives from the running configuration: built once per configuration, because a
+/// RegexSet is costly to compile and every request needs the redactor.
+pub struct Live {
+    pub config: Arc<Config>,
+    /// Knows the secret env values of every configured service, so it must follow reloads.
+    pub redactor: Arc<redact::Redactor>,
+    /// The log patterns and their names.
+    pub patterns: Arc<crate::checks::classify::PatternSet>,
+    pub error_types: Arc<Vec<String>>,
+}
+
+impl Live {
+    fn build(config: Arc<Config>, settings: &WebSettings) -> Live {
+        let redactor = redact::Redactor::from_config(&config, &settings.redact);
+        let patterns = logs::pattern_set(&config);
+        let mut error_types: Vec<String> =
+            patterns.names().into_iter().map(str::to_string).collect();
+        error_types.dedup();
+        Live {
+            config,
+            redactor: Arc::new(redactor),
+            patterns: Arc::new(patterns),
+            error_types: Arc::new(error_types),
+        }
+    }
 }
 
 impl WebState {
@@ -83,25 +109,33 @@ impl WebState {
         shutdown: CancellationToken,
     ) -> WebState {
         let audit_path = ctx.config.supervisor.state_dir.join("web-audit.jsonl");
-        let redactor = redact::Redactor::from_config(&ctx.config, &settings.redact);
-        let patterns = logs::pattern_set(&ctx.config);
-        let mut error_types: Vec<String> =
-            patterns.names().into_iter().map(str::to_string).collect();
-        error_types.dedup();
+        let live = Live::build(ctx.config.clone(), &settings);
         WebState {
-            patterns: Arc::new(patterns),
-            error_types: Arc::new(error_types),
             auth: Arc::new(auth::Auth::new(users, settings.session_ttl)),
             audit: Arc::new(audit::Audit::open(audit_path)),
-            redactor: Arc::new(redactor),
             usage: Arc::new(view::UsageSampler::default()),
             settings: Arc::new(settings),
             core: ctx.core,
             monitor: ctx.monitor,
-            config: ctx.config,
             http: ctx.http,
             shutdown,
+            reload: ctx.reload,
+            live: Arc::new(std::sync::Mutex::new(Arc::new(live))),
         }
+    }
+
+    /// The configuration-derived state for the running configuration (rebuilt once after a reload).
+    pub fn live(&self) -> Arc<Live> {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(current) = self.reload.as_ref().map(|r| r.current()) {
+            if !Arc::ptr_eq(&live.config, &current) {
+                *live = Arc::new(Live::build(current, &self.settings));
+            }
+        }
+        live.clone()
     }
 
     fn secure_cookies(&self) -> bool {
@@ -109,7 +143,7 @@ impl WebState {
     }
 
     fn log_dir(&self) -> PathBuf {
-        self.config.supervisor.log_dir.clone()
+        self.live().config.supervisor.log_dir.clone()
     }
 }
 

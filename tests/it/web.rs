@@ -785,3 +785,30 @@ fn a_taken_port_leaves_the_services_running_and_says_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_service_added_by_a_reload_is_on_the_page_with_its_secret_redacted() {
+    let port = free_port();
+    let web = web_table(port, "");
+    let world = World::new(&format!("{}{web}", sleeper("first", "")));
+    let _tend = world.up();
+    wait_web(port);
+    let op = Client::login(port, "op", "op-pass");
+    // Add a service that prints its secret, by editing the file (the watcher reloads it).
+    world.write_config(&format!(
+        "{}[services.added]\ncommand = [\"sh\", \"-c\", \"echo \\\"token is $API_TOKEN\\\"; exec sleep 1000\"]\n\
+         start_grace = \"100ms\"\nenv = {{ API_TOKEN = \"added-s3cr3t\" }}\n{web}",
+        sleeper("first", "")
+    ));
+    wait_for(T, "the added service's output", || {
+        world.read_log("added").contains("token is").then_some(())
+    });
+    let logs = op.get("/api/logs?service=added&limit=100");
+    assert_eq!(
+        logs.status, 200,
+        "the page knows the added service: {}",
+        logs.body
+    );
+    assert!(!logs.body.contains("added-s3cr3t"), "{}", logs.body);
+    assert!(logs.body.contains("token is [redacted]"), "{}", logs.body);
+}
