@@ -200,6 +200,11 @@ function fillOptions(view) {
 function renderBanners(view) {
   const box = $('banners');
   box.replaceChildren();
+  if (view.config_error) {
+    box.append(el('div', { class: 'banner red', id: 'config-error' },
+      el('strong', { text: 'Configuration error: the last edit was not applied (the running configuration is unchanged)' }),
+      el('pre', { text: view.config_error })));
+  }
   for (const a of view.alerts) {
     box.append(el('div', { class: 'banner red', 'data-alert': a.service },
       el('strong', { text: a.service + ': ' + a.check + ' failed ' + a.failures + ' times in a row' }),

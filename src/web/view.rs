@@ -128,6 +128,8 @@ pub struct StatusView {
     pub services: Vec<ServiceCard>,
     pub recoveries: Vec<RecoveryView>,
     pub alerts: Vec<AlertView>,
+    /// Why the last reload of the configuration failed (nothing changed), until a good one.
+    pub config_error: Option<String>,
     /// Groups (a "Clear Flood Wait" per group).
     pub groups: Vec<String>,
     /// The error types the log filter offers (pattern names).
@@ -247,6 +249,10 @@ pub fn build(
             })
             .collect(),
         alerts,
+        config_error: snapshot
+            .config_error
+            .as_ref()
+            .map(|e| redactor.text(e).into_owned()),
         groups: config.groups.keys().cloned().collect(),
         error_types: error_types.to_vec(),
         me: None,

@@ -811,4 +811,20 @@ fn a_service_added_by_a_reload_is_on_the_page_with_its_secret_redacted() {
     );
     assert!(!logs.body.contains("added-s3cr3t"), "{}", logs.body);
     assert!(logs.body.contains("token is [redacted]"), "{}", logs.body);
+
+    // A broken edit changes nothing and the page says why, until it is fixed.
+    world.write_config(&format!(
+        "{}restrat = \"always\"\n{web}",
+        sleeper("first", "")
+    ));
+    let error = wait_for(T, "the config error on the page", || {
+        op.get("/api/status").json()["config_error"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(error.contains("did you mean `restart`"), "{error}");
+    assert!(
+        world.service("added").pid.is_some(),
+        "a broken edit stops nothing"
+    );
 }
