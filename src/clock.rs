@@ -60,6 +60,14 @@ impl Default for Clock {
     }
 }
 
+/// Sleeps until `deadline`, or forever when there is none (for one arm of a `select!`).
+pub async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// `1h2m3s`-style rendering of a span, for status output ("in 9m58s").
 pub fn human_ms(ms: Millis) -> String {
     let ms = ms.max(0);

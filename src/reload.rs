@@ -254,11 +254,11 @@ impl Reloader {
                     }
                     Err(err) => tracing::warn!("watching the configuration files: {err}"),
                 },
-                _ = sleep_until_opt(due) => {
+                _ = crate::clock::sleep_until_opt(due) => {
                     due = None;
                     let _ = self.apply("the files changed").await;
                 }
-                _ = recv_opt(&mut sighup) => {
+                _ = crate::process::next_signal(&mut sighup) => {
                     let _ = self.apply("SIGHUP").await;
                 }
                 _ = shutdown.cancelled() => break,
@@ -344,21 +344,5 @@ impl Reloader {
         };
         tracing::info!("configuration reloaded ({why}):\n{text}");
         Ok(text)
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_opt(sig: &mut Option<tokio::signal::unix::Signal>) {
-    match sig {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }

@@ -331,7 +331,8 @@ fn pattern_set_for(config: &Config, service: &str) -> PatternSet {
     })
 }
 
-fn spec_of(p: &PatternConfig) -> PatternSpec {
+/// A configured `[[checks.NAME.pattern]]` as the classifier takes it (the config validated it).
+pub fn spec_of(p: &PatternConfig) -> PatternSpec {
     PatternSpec {
         name: p.name.clone(),
         regex: p.regex.clone(),

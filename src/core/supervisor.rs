@@ -250,8 +250,8 @@ impl Supervisor {
             tokio::select! {
                 Some(cmd) = self.commands.recv() => self.handle_command(cmd),
                 Some(msg) = self.internal_rx.recv() => self.handle_internal(msg),
-                _ = sleep_until_opt(deadline) => self.fire_timers(),
-                _ = recv_opt(&mut sigchld) => self.reap_orphans(),
+                _ = crate::clock::sleep_until_opt(deadline) => self.fire_timers(),
+                _ = crate::process::next_signal(&mut sigchld) => self.reap_orphans(),
                 _ = self.shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
             }
             self.tend_recoveries();
@@ -1938,21 +1938,5 @@ fn describe_exit(exit: &ExitInfo) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => format!("killed by {}", process::signal_name(sig)),
         _ => "unknown status".into(),
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_opt(sig: &mut Option<tokio::signal::unix::Signal>) {
-    match sig {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }

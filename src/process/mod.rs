@@ -126,6 +126,17 @@ pub fn group_alive(pgid: u32) -> bool {
     killpg(Pid::from_raw(pgid as i32), None).is_ok()
 }
 
+/// The next delivery of a signal stream, or never when it could not be installed (for one arm of a
+/// `select!`).
+pub async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// `SIGTERM` for 15, `signal 99` for unknown numbers.
 pub fn signal_name(signal: i32) -> String {
     Signal::try_from(signal)

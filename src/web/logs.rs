@@ -100,16 +100,7 @@ pub fn pattern_set(config: &Config) -> PatternSet {
     let mut specs: Vec<PatternSpec> = Vec::new();
     for check in config.checks.values() {
         if let CheckKind::Log { patterns, .. } = &check.kind {
-            specs.extend(patterns.iter().map(|p| PatternSpec {
-                name: p.name.clone(),
-                regex: p.regex.clone(),
-                severity: match p.severity.as_str() {
-                    "warning" => Severity::Warning,
-                    "info" => Severity::Info,
-                    _ => Severity::Error,
-                },
-                group_by: p.group_by.clone(),
-            }));
+            specs.extend(patterns.iter().map(crate::checks::monitor::spec_of));
         }
     }
     specs.extend(PatternSet::shipped().specs().iter().cloned());
