@@ -68,6 +68,13 @@ pub async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// Wall-clock milliseconds as `2026-11-28 19:27:32 UTC`.
+pub fn format_ms(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// `1h2m3s`-style rendering of a span, for status output ("in 9m58s").
 pub fn human_ms(ms: Millis) -> String {
     let ms = ms.max(0);

@@ -25,6 +25,7 @@ pub mod core;
 pub mod logs;
 pub mod process;
 pub mod recovery;
+pub mod reexec;
 pub mod reload;
 pub mod schedule;
 pub mod sim;
@@ -39,15 +40,38 @@ pub enum RunError {
     Supervisor(#[from] core::SupervisorError),
 }
 
-/// Runs the daemon until `shutdown` fires or a `shutdown` command arrives, then stops every service.
+/// How a run of the daemon ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Every service was stopped.
+    Stopped,
+    /// The services were left running for the next tend to adopt.
+    KeptServices,
+    /// `tend reexec`: the services were handed over; exec the new binary with these listeners.
+    Reexec(reexec::Listeners),
+}
+
+/// Runs the daemon until `shutdown` fires or a `shutdown` command arrives, then stops every service
+/// (or leaves them running, see [`core::ShutdownMode`]).
 ///
 /// The control socket is bound first, so a second tend on the same socket fails before it starts anything.
-pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let socket = control::bind(
-        &config.supervisor.socket,
-        config.supervisor.socket_mode,
-        config.supervisor.socket_group.as_deref(),
-    )?;
+/// `inherited` holds the listeners of the tend that re-executed into this process, if it did.
+pub async fn run(
+    config: config::Config,
+    shutdown: CancellationToken,
+    inherited: reexec::Inherited,
+) -> Result<RunEnd, RunError> {
+    let socket = match inherited.control {
+        Some(fd) => control::server::inherit(&config.supervisor.socket, fd)?,
+        None => control::bind(
+            &config.supervisor.socket,
+            config.supervisor.socket_mode,
+            config.supervisor.socket_group.as_deref(),
+        )?,
+    };
+    if inherited.reexec {
+        tracing::info!("re-executed: adopting the services of the previous image");
+    }
     if let Err(err) = process::become_subreaper() {
         tracing::warn!("cannot become child subreaper ({err}); orphans of services go to init");
     }
@@ -73,15 +97,32 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         shutdown.clone(),
     );
     let core = tokio::spawn(supervisor.run());
+    let (reexec_tx, reexec_rx) = tokio::sync::mpsc::channel(1);
     let context = control::server::Context {
         core: handle.clone(),
         monitor,
         config: config.clone(),
         http: reqwest::Client::new(),
         reload: Some(reload),
+        reexec: Some(reexec_tx.clone()),
     };
-    let web = match web::bind(context.clone(), shutdown.clone()) {
-        Ok(web) => web.map(|server| tokio::spawn(server.serve())),
+    let reexec_task = tokio::spawn(reexec_on_request(
+        handle.clone(),
+        config.clone(),
+        reexec_rx,
+        reexec_tx,
+        shutdown.clone(),
+    ));
+    let mut listeners = reexec::Listeners {
+        control: socket.duplicate(),
+        web: None,
+    };
+    let keep_socket_file = socket.keep_file();
+    let web = match web::bind_inherited(context.clone(), shutdown.clone(), inherited.web) {
+        Ok(web) => web.map(|server| {
+            listeners.web = server.duplicate();
+            tokio::spawn(server.serve())
+        }),
         Err(err) => {
             // The services are already coming up; a broken page must not take them down with it.
             tracing::error!("status page not started: {err}");
@@ -90,14 +131,52 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         }
     };
     let control = tokio::spawn(socket.serve(context, shutdown.clone()));
-    let _ = core.await;
+    let mode = core.await.unwrap_or_default();
+    if mode == core::ShutdownMode::Reexec {
+        keep_socket_file.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     // The core ends on a shutdown command too; make sure every other task follows.
     shutdown.cancel();
+    reexec_task.abort();
     let _ = control.await;
     let _ = reloader.await;
     if let Some(web) = web {
         let _ = web.await;
     }
     checks.wait().await;
-    Ok(())
+    Ok(match mode {
+        core::ShutdownMode::Stop => RunEnd::Stopped,
+        core::ShutdownMode::KeepServices => RunEnd::KeptServices,
+        core::ShutdownMode::Reexec => RunEnd::Reexec(listeners),
+    })
+}
+
+/// Turns a reexec request (`tend reexec`, already checked by the control server) or SIGUSR2 (checked
+/// here) into a handover by the core.
+async fn reexec_on_request(
+    core: core::CoreHandle,
+    config: std::sync::Arc<config::Config>,
+    mut requests: tokio::sync::mpsc::Receiver<()>,
+    trigger: tokio::sync::mpsc::Sender<()>,
+    shutdown: CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr2 = signal(SignalKind::user_defined2()).ok();
+    loop {
+        tokio::select! {
+            Some(()) = requests.recv() => break,
+            _ = process::next_signal(&mut usr2) => {
+                tracing::info!("SIGUSR2 received: re-executing");
+                match reexec::preflight(&reexec::own_exe(), &config.source).await {
+                    Ok(_) => {
+                        let _ = trigger.try_send(());
+                    }
+                    Err(err) => tracing::error!("SIGUSR2: {err}"),
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    tracing::info!("handing the services over to the new image");
+    let _ = core.shutdown(core::ShutdownMode::Reexec).await;
 }

@@ -87,8 +87,17 @@ enum Cmd {
         #[arg(short = 'f', long)]
         follow: bool,
     },
-    /// Stop every service and the daemon.
-    Shutdown,
+    /// Stop the daemon; the services stop too unless `on_shutdown = "keep-services"` or --keep-services.
+    Shutdown {
+        /// Leave the services running for the next `tend up` to adopt.
+        #[arg(long, conflicts_with = "stop_services")]
+        keep_services: bool,
+        /// Stop the services even if `on_shutdown = "keep-services"`.
+        #[arg(long)]
+        stop_services: bool,
+    },
+    /// Replace the running tend with the binary on disk (an upgrade) without restarting any service.
+    Reexec,
     /// The staged flood-wait recovery of a group: stop all, cool down, start one at a time.
     Recover {
         group: String,
@@ -133,6 +142,9 @@ struct ActionArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: the path to re-execute and descriptors from a previous image.
+    tend::reexec::record_own_exe();
+    let inherited = tend::reexec::Inherited::from_env();
     let cli = Cli::parse();
     if let Cmd::Sim(args) = cli.command {
         return tend::sim::run_args(*args);
@@ -158,7 +170,7 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Cmd::Up => up(&cli.config).await,
+            Cmd::Up => up(&cli.config, inherited).await,
             Cmd::Check => check(&cli.config),
             command => client_command(&cli.config, cli.socket.as_deref(), command).await,
         }
@@ -229,32 +241,60 @@ fn render_config_error(err: &tend::config::ConfigError) -> String {
     format!("tend: {err}")
 }
 
-async fn up(config_path: &Path) -> u8 {
-    let config = match tend::config::load(config_path) {
+async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
+    let mut config = match tend::config::load(config_path) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{}", render_config_error(&err));
             return exit::CONFIG;
         }
     };
-    let _guard = match init_tracing(&config.supervisor.log_dir) {
-        Ok(guard) => guard,
+    let mut guard = match init_tracing(&config.supervisor.log_dir) {
+        Ok(guard) => Some(guard),
         Err(err) => {
             eprintln!("tend: {err:#}");
             return exit::FAILED;
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(forward_signals(shutdown.clone()));
-    match tend::run(config, shutdown).await {
-        Ok(()) => exit::OK,
-        Err(err) => {
-            tracing::error!("{err}");
-            eprintln!("tend: {err}");
-            exit::FAILED
-        }
+    loop {
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(forward_signals(shutdown.clone()));
+        let end = tend::run(config, shutdown, inherited).await;
+        signals.abort();
+        let listeners = match end {
+            Ok(tend::RunEnd::Stopped) | Ok(tend::RunEnd::KeptServices) => return exit::OK,
+            Err(err) => {
+                tracing::error!("{err}");
+                eprintln!("tend: {err}");
+                return exit::FAILED;
+            }
+            Ok(tend::RunEnd::Reexec(listeners)) => listeners,
+        };
+        let exe = tend::reexec::own_exe();
+        tracing::info!(exe = %exe.display(), "executing the new binary");
+        // Flush tend's own log first: the new image starts its own writer.
+        drop(guard.take());
+        let err = tend::reexec::exec(&exe, &listeners, &[]);
+        // Still here: the exec failed. The services are running and saved; adopt them again in place.
+        // (tend's own log file was closed for the switch: from here on its log goes to stderr only.)
+        tracing::error!("{err}; this tend carries on and adopts the services again");
+        eprintln!("tend: {err}; this tend carries on and adopts the services again");
+        inherited = tend::reexec::Inherited {
+            control: listeners.control,
+            web: listeners.web,
+            reexec: true,
+        };
+        config = match tend::config::load(config_path) {
+            Ok(config) => config,
+            Err(err) => {
+                // The preflight checked it a moment ago; if it broke since, the services still run.
+                eprintln!("{}", render_config_error(&err));
+                return exit::CONFIG;
+            }
+        };
     }
 }
+
 
 /// SIGTERM / SIGINT: stop every service gracefully and exit.
 async fn forward_signals(shutdown: CancellationToken) {
@@ -318,12 +358,40 @@ async fn client_command(config: &Path, socket: Option<&Path>, command: Cmd) -> u
             };
         }
     };
+    let reexec = matches!(command, Cmd::Reexec);
     match run_client(&mut client, command).await {
+        Ok(code) if reexec && code == exit::OK => wait_for_new_image(&socket).await,
         Ok(code) => code,
         Err(err) => {
             eprintln!("tend: {err:#}");
             exit::FAILED
         }
+    }
+}
+
+/// After `tend reexec` was accepted: waits until the new image answers on the same socket.
+async fn wait_for_new_image(socket: &Path) -> u8 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The old image answers too until it execs: wait for the reply to go away first is not
+    // observable, so ask until a ping comes from a process whose services were adopted (any ping
+    // after the old one closed this connection).
+    loop {
+        if let Ok(mut client) = Client::connect(socket).await {
+            if client.send(&Request::Ping).await.is_ok() {
+                if let Ok(Some(Response::Pong { version, pid })) = client.next().await {
+                    println!("tend {version} (pid {pid}) is running; services adopted");
+                    return exit::OK;
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            eprintln!(
+                "tend: the new image did not answer within 60 s; the services keep running. \
+                 Check tend's log; `tend up` adopts them."
+            );
+            return exit::FAILED;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -361,7 +429,17 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             },
             follow,
         },
-        Cmd::Shutdown => Request::Shutdown,
+        Cmd::Shutdown {
+            keep_services,
+            stop_services,
+        } => Request::Shutdown {
+            keep_services: match (keep_services, stop_services) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+        },
+        Cmd::Reexec => Request::Reexec,
         Cmd::Recover { group, cancel } => Request::Recover { group, cancel },
         Cmd::ReloadCache(a) => Request::ReloadCache {
             names: a.names,
@@ -477,6 +555,9 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                 }
                 if code == ErrorCode::ConfigInvalid {
                     return Ok(exit::CONFIG);
+                }
+                if code == ErrorCode::ReexecRefused {
+                    return Ok(exit::REFUSED);
                 }
                 return Ok(exit::FAILED);
             }

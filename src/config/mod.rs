@@ -121,6 +121,16 @@ pub struct SupervisorSettings {
     /// Drop-in check files (`*.toml`, loaded in name order). Default `checks` next to the config; a
     /// missing directory is fine.
     pub checks_dir: PathBuf,
+    /// What SIGTERM/SIGINT (and `tend shutdown` without a flag) do to the services. Default stop.
+    pub on_shutdown: OnShutdown,
+}
+
+/// `on_shutdown`: stop the services with tend (like systemd), or leave them for the next tend to adopt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnShutdown {
+    #[default]
+    Stop,
+    KeepServices,
 }
 
 /// `[services.NAME]`.

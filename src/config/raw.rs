@@ -423,6 +423,7 @@ declare_table! {
         log_keep,
         log_ring_lines,
         checks_dir,
+        on_shutdown,
     }
 }
 

@@ -209,6 +209,7 @@ fn default_supervisor(dir: &Path) -> SupervisorSettings {
         log_keep: 5,
         log_ring_lines: 5000,
         checks_dir: dir.join("checks"),
+        on_shutdown: crate::config::OnShutdown::Stop,
     }
 }
 
@@ -607,6 +608,7 @@ fn full_fixture_reads_every_key() {
             log_keep: 3,
             log_ring_lines: 10_000,
             checks_dir: drop_ins.clone(),
+            on_shutdown: crate::config::OnShutdown::Stop,
         },
         services: BTreeMap::from([
             ("send_text".to_string(), send_text),

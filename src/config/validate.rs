@@ -28,7 +28,7 @@ use super::raw::{
 use super::suggest::did_you_mean;
 use super::values::{normalize, SizeRule};
 use super::{
-    AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, RecoveryConfig, RestartMode,
+    AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, OnShutdown, RecoveryConfig, RestartMode,
     ServiceConfig, SupervisorSettings,
 };
 
@@ -247,6 +247,15 @@ impl Validator {
                 .unwrap_or(DEFAULT_LOG_RING_LINES),
             ),
             checks_dir,
+            on_shutdown: self
+                .choice(
+                    raw.on_shutdown.as_ref(),
+                    &[
+                        ("stop", OnShutdown::Stop),
+                        ("keep-services", OnShutdown::KeepServices),
+                    ],
+                )
+                .unwrap_or(OnShutdown::Stop),
         };
         (settings, check_files)
     }

@@ -49,7 +49,14 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
-    Shutdown,
+    /// Ends tend. `keep_services`: leave them running for the next tend to adopt (`true`), stop them
+    /// (`false`), or do what `on_shutdown` says (absent).
+    Shutdown {
+        #[serde(default)]
+        keep_services: Option<bool>,
+    },
+    /// tend replaces itself with the binary on disk; the services keep running.
+    Reexec,
     /// The staged flood-wait recovery of a group (or cancel the running one).
     Recover {
         group: String,
@@ -88,6 +95,8 @@ pub enum ErrorCode {
     ConfigInvalid,
     /// The configuration is valid but could not be applied (a log could not be opened).
     ReloadFailed,
+    /// `tend reexec` was called off (the new binary failed its check, or a switch is under way).
+    ReexecRefused,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::protocol::{self, CheckRow, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
 use crate::checks::monitor::MonitorHandle;
 use crate::config::{CheckKind, Config, FailAction};
-use crate::core::{ActionResult, CoreHandle, Snapshot};
+use crate::core::{ActionResult, CoreHandle, ShutdownMode, Snapshot};
 
 /// What a connection handler may use: the core, the checks, the configuration.
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Live reload (`tend reload` / `tend reread`); `None` where nothing watches the configuration.
     pub reload: Option<crate::reload::ReloadHandle>,
+    /// Asks the daemon to re-execute itself (`tend reexec`); `None` where no daemon can.
+    pub reexec: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,16 +41,38 @@ pub enum SocketError {
     NoSuchGroup(String),
 }
 
-/// A bound control socket. Removes its file when dropped.
+/// A bound control socket. Removes its file when dropped, unless it is handed over to a re-executed
+/// tend (see [`ControlSocket::keep_file`]).
 pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
+    keep_file: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.keep_file.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// Serves the control socket a previous image of this tend was listening on (`tend reexec`): the same
+/// socket, so connections made during the switch wait in its backlog.
+pub fn inherit(path: &Path, fd: std::os::fd::OwnedFd) -> Result<ControlSocket, SocketError> {
+    let io = |source| SocketError::Io {
+        action: "take over the inherited",
+        path: path.to_path_buf(),
+        source,
+    };
+    let std_listener = std::os::unix::net::UnixListener::from(fd);
+    std_listener.set_nonblocking(true).map_err(io)?;
+    let listener = UnixListener::from_std(std_listener).map_err(io)?;
+    Ok(ControlSocket {
+        listener,
+        path: path.to_path_buf(),
+        keep_file: Arc::default(),
+    })
 }
 
 /// Binds the control socket at `path` with `mode` (and group), refusing if a live daemon answers there and
@@ -102,10 +126,21 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<ControlSocket
     Ok(ControlSocket {
         listener,
         path: path.to_path_buf(),
+        keep_file: Arc::default(),
     })
 }
 
 impl ControlSocket {
+    /// Set it to leave the socket file in place when dropped (the listener lives on in a new image).
+    pub fn keep_file(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.keep_file)
+    }
+
+    /// A close-on-exec duplicate of the listening descriptor, to hand over.
+    pub fn duplicate(&self) -> Option<std::os::fd::OwnedFd> {
+        crate::reexec::keep(&self.listener)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -376,15 +411,57 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                 None => gone(),
             }
         }
-        Request::Shutdown => {
+        Request::Shutdown { keep_services } => {
+            let mode = match keep_services {
+                Some(true) => ShutdownMode::KeepServices,
+                Some(false) => ShutdownMode::Stop,
+                None => ShutdownMode::configured(&ctx.config),
+            };
             // Answer first: the core only replies once every service is down, and the client should know
             // the request was taken even if it does not wait that long.
             let core = core.clone();
             tokio::spawn(async move {
-                let _ = core.shutdown().await;
+                let _ = core.shutdown(mode).await;
             });
+            let message = match mode {
+                ShutdownMode::Stop => "shutting down: stopping every service",
+                _ => "shutting down: the services keep running for the next tend to adopt",
+            };
             Response::Ok {
-                message: "shutting down: stopping every service".into(),
+                message: message.into(),
+            }
+        }
+        Request::Reexec => {
+            let Some(trigger) = &ctx.reexec else {
+                return Response::Error {
+                    code: ErrorCode::ReexecRefused,
+                    message: "this tend cannot re-execute itself".into(),
+                };
+            };
+            let exe = crate::reexec::own_exe();
+            match crate::reexec::preflight(&exe, &ctx.config.source).await {
+                Err(err) => {
+                    tracing::error!("tend reexec refused: {err}");
+                    Response::Error {
+                        code: ErrorCode::ReexecRefused,
+                        message: err.to_string(),
+                    }
+                }
+                Ok(version) => {
+                    if trigger.try_send(()).is_err() {
+                        return Response::Error {
+                            code: ErrorCode::ReexecRefused,
+                            message: "a reexec or shutdown is already under way".into(),
+                        };
+                    }
+                    Response::Ok {
+                        message: format!(
+                            "re-executing tend (pid {}) as {} ({version}); the services keep running",
+                            std::process::id(),
+                            exe.display()
+                        ),
+                    }
+                }
             }
         }
     }

@@ -25,6 +25,33 @@ mod supervisor;
 pub use policy::Hold;
 pub use supervisor::{Supervisor, SupervisorError};
 
+/// What happens to the services when tend stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownMode {
+    /// Stop every service (like systemd stopping a unit).
+    #[default]
+    Stop,
+    /// Leave them running, their state saved, for the next tend to adopt.
+    KeepServices,
+    /// Leave them running: this tend re-executes itself and adopts them.
+    Reexec,
+}
+
+impl ShutdownMode {
+    /// The configured `on_shutdown` (SIGTERM, `tend shutdown` without a flag).
+    pub fn configured(config: &Config) -> ShutdownMode {
+        match config.supervisor.on_shutdown {
+            crate::config::OnShutdown::Stop => ShutdownMode::Stop,
+            crate::config::OnShutdown::KeepServices => ShutdownMode::KeepServices,
+        }
+    }
+
+    pub fn keeps_services(self) -> bool {
+        self != ShutdownMode::Stop
+    }
+}
+
 /// Lifecycle state of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -233,8 +260,9 @@ pub enum Command {
         name: String,
         reply: oneshot::Sender<Option<ServiceLog>>,
     },
-    /// Stop every service and end the core.
+    /// End the core; `mode` says what happens to the services.
     Shutdown {
+        mode: ShutdownMode,
         reply: oneshot::Sender<()>,
     },
     /// A check's result for one service. Fire and forget.
@@ -485,7 +513,9 @@ impl CoreHandle {
             .map_err(|_| CoreGone)
     }
 
-    pub async fn shutdown(&self) -> Result<(), CoreGone> {
-        self.ask(|reply| Command::Shutdown { reply }).await
+    /// Ends the core. With [`ShutdownMode::Stop`] the reply comes once every service is down; with the
+    /// other modes once every capture is handed over and the state saved.
+    pub async fn shutdown(&self, mode: ShutdownMode) -> Result<(), CoreGone> {
+        self.ask(|reply| Command::Shutdown { mode, reply }).await
     }
 }

@@ -18,15 +18,15 @@ use super::policy::{
 };
 use super::{
     ActionResult, CheckReport, CheckView, Command, CoreHandle, Event, ExitInfo, NextStart, Outcome,
-    RecoveryView, ServiceState, ServiceStatus, Snapshot,
+    RecoveryView, ServiceState, ServiceStatus, ShutdownMode, Snapshot,
 };
 use crate::checks::probe::Status;
 use crate::clock::{human_ms, Clock, Millis};
 use crate::config::{Config, FailAction, ServiceConfig};
-use crate::logs::{LogSettings, ServiceLog};
-use crate::process::{self, SpawnSpec};
+use crate::logs::{Capture, Carried, LogSettings, ServiceLog};
+use crate::process::{self, ExitStatus, ExitWatch, OutputPipes, SpawnSpec};
 use crate::recovery::{self, Recovery};
-use crate::state::{PersistedState, StartReason, StartRecord, StateStore};
+use crate::state::{PersistedState, RunRecord, StartReason, StartRecord, StateStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -46,9 +46,13 @@ enum Internal {
         name: String,
         run_id: u64,
         pid: u32,
-        status: std::io::Result<std::process::ExitStatus>,
+        status: ExitStatus,
     },
 }
+
+/// Asks a run's waiter to stop capturing and hand over its unfinished lines (tend is leaving the
+/// process running).
+type SuspendRequest = oneshot::Sender<Carried>;
 
 /// Why the actor woke a service up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,8 @@ struct Run {
     id: u64,
     pid: u32,
     started_ms: Millis,
+    /// To its waiter: stop capturing and hand over (see [`ShutdownMode::keeps_services`]).
+    suspend: Option<oneshot::Sender<SuspendRequest>>,
 }
 
 /// A start waiting for the running process to stop first (restart).
@@ -174,6 +180,8 @@ pub struct Supervisor {
     shutdown: CancellationToken,
     /// Set once shutdown began: no more starts, exit when every process is gone.
     shutting_down: bool,
+    /// What the shutdown does with the services.
+    shutdown_mode: ShutdownMode,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     next_run_id: u64,
     /// For the services' own HTTP endpoints (`/reload_cache`).
@@ -221,6 +229,7 @@ impl Supervisor {
             snapshot,
             shutdown,
             shutting_down: false,
+            shutdown_mode: ShutdownMode::Stop,
             shutdown_waiters: Vec::new(),
             next_run_id: 1,
             http: reqwest::Client::new(),
@@ -238,12 +247,14 @@ impl Supervisor {
             .collect()
     }
 
-    /// Runs until shutdown (the token or a Shutdown command) and every process is gone.
-    pub async fn run(mut self) {
+    /// Runs until shutdown (the token or a Shutdown command) and every process is gone, or, when the
+    /// services are kept running, until every capture is handed over. Returns what it did.
+    pub async fn run(mut self) -> ShutdownMode {
         let mut sigchld = signal(SignalKind::child()).ok();
+        self.adopt_running();
         self.autostart();
         loop {
-            if self.shutting_down && self.all_down() {
+            if self.shutting_down && (self.shutdown_mode.keeps_services() || self.all_down()) {
                 break;
             }
             let deadline = self.next_deadline();
@@ -252,10 +263,15 @@ impl Supervisor {
                 Some(msg) = self.internal_rx.recv() => self.handle_internal(msg),
                 _ = crate::clock::sleep_until_opt(deadline) => self.fire_timers(),
                 _ = crate::process::next_signal(&mut sigchld) => self.reap_orphans(),
-                _ = self.shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
+                _ = self.shutdown.cancelled(), if !self.shutting_down => {
+                    self.begin_shutdown(ShutdownMode::configured(&self.config))
+                }
             }
             self.tend_recoveries();
             self.publish();
+        }
+        if self.shutdown_mode.keeps_services() {
+            self.hand_over().await;
         }
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(());
@@ -263,7 +279,163 @@ impl Supervisor {
         for service in self.services.values() {
             service.log.close().await;
         }
-        tracing::info!("all services stopped; core finished");
+        match self.shutdown_mode {
+            ShutdownMode::Stop => tracing::info!("all services stopped; core finished"),
+            mode => tracing::info!(?mode, "services left running for the next tend; core finished"),
+        }
+        self.shutdown_mode
+    }
+
+    /// Leaves every process running for the next tend: stops reading its pipes at a line boundary
+    /// (unfinished lines are saved with the state), writes a marker, saves the state.
+    async fn hand_over(&mut self) {
+        let why = match self.shutdown_mode {
+            ShutdownMode::Reexec => "tend re-executes itself",
+            _ => "tend stopped with --keep-services",
+        };
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let service = self.services.get_mut(&name).expect("known");
+            let Some(run) = service.run.as_mut() else {
+                continue;
+            };
+            let pid = run.pid;
+            let mut carried = Carried::default();
+            if let Some(suspend) = run.suspend.take() {
+                let (reply, answer) = oneshot::channel();
+                if suspend.send(reply).is_ok() {
+                    carried = answer.await.unwrap_or_default();
+                }
+            }
+            service.log.try_marker(format!(
+                "{why}; pid {pid} keeps running and is adopted by the next tend"
+            ));
+            if let Some(record) = self.persisted.service_mut(&name).running.as_mut() {
+                record.carried = carried;
+            }
+        }
+        self.save_state();
+    }
+
+    /// Adopts the processes a previous tend left running (after `tend reexec`, a crash of tend or
+    /// `--keep-services`): each saved pid is verified by its start time, watched through a pidfd and
+    /// its FIFOs captured again. A pid that is gone or now belongs to another process is forgotten.
+    fn adopt_running(&mut self) {
+        let now = self.clock.now_ms();
+        let pipes_dir = self.pipes_dir();
+        let mut kept: Vec<OutputPipes> = Vec::new();
+        let recorded: Vec<(String, RunRecord)> = self
+            .persisted
+            .services
+            .iter_mut()
+            .filter_map(|(name, s)| s.running.take().map(|r| (name.clone(), r)))
+            .collect();
+        let changed = !recorded.is_empty();
+        for (name, record) in recorded {
+            let pid = record.identity.pid;
+            if !record.identity.is_alive() {
+                tracing::info!(
+                    service = %name,
+                    pid,
+                    "the process a previous tend started is gone (or its pid is another process now)"
+                );
+                if let Some(service) = self.services.get(&name) {
+                    service.log.try_marker(format!(
+                        "pid {pid} (started by a previous tend) is gone; not adopted"
+                    ));
+                }
+                record.pipes.remove();
+                continue;
+            }
+            let Some(service) = self.services.get(&name) else {
+                tracing::warn!(
+                    service = %name,
+                    pid,
+                    "a previous tend left this service running but it is no longer configured; stopping it"
+                );
+                let _ = process::signal_group(pid, libc::SIGTERM);
+                record.pipes.remove();
+                continue;
+            };
+            let watch = match ExitWatch::new(pid) {
+                // Verify again now that the pidfd pins the process: the pid cannot be reused any more.
+                Ok(watch) if record.identity.is_alive() => watch,
+                _ => {
+                    record.pipes.remove();
+                    continue;
+                }
+            };
+            let capture = match open_pipes_of(&record) {
+                Ok((out, err)) => service
+                    .log
+                    .capture_pipes(Some(out), Some(err), record.carried.clone()),
+                Err(err) => {
+                    tracing::error!(service = %name, pid, "cannot capture the output of the adopted process: {err}");
+                    service.log.try_marker(format!(
+                        "adopted pid {pid} but cannot read its output ({err}); restart it to capture again"
+                    ));
+                    service.log.capture_pipes(
+                        None::<tokio::io::Empty>,
+                        None::<tokio::io::Empty>,
+                        Carried::default(),
+                    )
+                }
+            };
+            let run_id = self.next_run_id;
+            self.next_run_id += 1;
+            let service = self.services.get_mut(&name).expect("known");
+            service.log.try_marker(format!(
+                "adopted pid {pid} (running since {}, left by a previous tend)",
+                crate::clock::format_ms(record.started_ms)
+            ));
+            let grace = service.cfg.start_grace;
+            let suspend = spawn_waiter(WaiterArgs {
+                tx: self.internal_tx.clone(),
+                name: name.clone(),
+                run_id,
+                exit: watch,
+                capture,
+                stop_signal: service.cfg.stop_signal,
+                stop_timeout: service.cfg.stop_timeout,
+                log: service.log.clone(),
+            });
+            service.run = Some(Run {
+                id: run_id,
+                pid,
+                started_ms: record.started_ms,
+                suspend: Some(suspend),
+            });
+            let ran = (now - record.started_ms).max(0) as u64;
+            let state = if ran < grace.as_millis() as u64 {
+                service.timer = Some((
+                    Instant::now() + grace - Duration::from_millis(ran),
+                    Timer::Grace,
+                ));
+                ServiceState::Starting
+            } else {
+                ServiceState::Running
+            };
+            tracing::info!(service = %name, pid, "adopted a running process");
+            let _ = self.events.send(Event::Notice {
+                name: name.clone(),
+                message: format!("adopted pid {pid}"),
+            });
+            kept.push(record.pipes.clone());
+            self.persisted.service_mut(&name).running = Some(RunRecord {
+                carried: Carried::default(),
+                ..record
+            });
+            self.set_state(&name, state);
+        }
+        let keep: Vec<&OutputPipes> = kept.iter().collect();
+        process::remove_unused_pipes(&pipes_dir, &keep);
+        if changed {
+            self.save_state();
+        }
+    }
+
+    fn pipes_dir(&self) -> std::path::PathBuf {
+        self.config.supervisor.state_dir.join("pipes")
     }
 
     fn autostart(&mut self) {
@@ -279,7 +451,7 @@ impl Supervisor {
                 );
                 continue;
             }
-            if !service.cfg.autostart {
+            if !service.cfg.autostart || service.run.is_some() {
                 continue;
             }
             self.auto_start(&name, StartReason::Initial, true);
@@ -312,10 +484,10 @@ impl Supervisor {
             Command::Log { name, reply } => {
                 let _ = reply.send(self.services.get(&name).map(|s| s.log.clone()));
             }
-            Command::Shutdown { reply } => {
+            Command::Shutdown { mode, reply } => {
                 self.shutdown_waiters.push(reply);
                 if !self.shutting_down {
-                    self.begin_shutdown();
+                    self.begin_shutdown(mode);
                 }
             }
             Command::Report(report) => self.handle_report(report),
@@ -616,24 +788,41 @@ impl Supervisor {
             cwd: &service.cfg.cwd,
             env: &service.cfg.env,
         };
-        let mut child = match process::spawn(&spec) {
-            Ok(child) => child,
+        let run_id = self.next_run_id;
+        let pipes = OutputPipes::for_run(&self.pipes_dir(), name, &format!("{now}-{run_id}"));
+        // The readers open before the service does, so not a byte it writes goes unread.
+        let spawned = pipes
+            .create()
+            .and_then(|()| pipes.open_readers())
+            .map_err(|source| process::SpawnError::Io {
+                program: format!("the output pipes in {}", self.pipes_dir().display()),
+                source,
+            })
+            .and_then(|readers| process::spawn_service(&spec, &pipes).map(|s| (s, readers)));
+        let (spawned, (out, err)) = match spawned {
+            Ok(ok) => ok,
             Err(err) => {
+                pipes.remove();
                 let message = format!("cannot start: {err}");
                 self.spawn_failed(name, reason, &message);
                 return Outcome::Failed { message };
             }
         };
-        let pid = child.id().expect("a just-spawned child has a pid");
+        let pid = spawned.identity.pid;
         let record = StartRecord {
             at_ms: now,
             reason: reason.clone(),
             forced,
         };
         self.persisted.record_start(name, record.clone());
+        self.persisted.service_mut(name).running = Some(RunRecord {
+            identity: spawned.identity.clone(),
+            pipes,
+            started_ms: now,
+            carried: Carried::default(),
+        });
         self.save_state();
 
-        let run_id = self.next_run_id;
         self.next_run_id += 1;
         let service = self.services.get_mut(name).expect("known service");
         let forced_note = if forced { ", forced" } else { "" };
@@ -642,11 +831,22 @@ impl Supervisor {
             .try_marker(format!("spawned pid {pid} (reason: {reason}{forced_note})"));
         let capture = service
             .log
-            .capture(child.stdout.take(), child.stderr.take());
+            .capture_pipes(Some(out), Some(err), Carried::default());
+        let suspend = spawn_waiter(WaiterArgs {
+            tx: self.internal_tx.clone(),
+            name: name.to_string(),
+            run_id,
+            exit: spawned.exit,
+            capture,
+            stop_signal: service.cfg.stop_signal,
+            stop_timeout: service.cfg.stop_timeout,
+            log: service.log.clone(),
+        });
         service.run = Some(Run {
             id: run_id,
             pid,
             started_ms: now,
+            suspend: Some(suspend),
         });
         service.backoff_until = None;
         // Whatever started it runs the current settings: a restart a reload had scheduled is done.
@@ -662,25 +862,8 @@ impl Supervisor {
             service.message = None;
         }
         let grace = service.cfg.start_grace;
-        let stop_signal = service.cfg.stop_signal;
-        let stop_timeout = service.cfg.stop_timeout;
-        let log = service.log.clone();
         service.timer = Some((Instant::now() + grace, Timer::Grace));
 
-        let tx = self.internal_tx.clone();
-        let owned_name = name.to_string();
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            clean_up_group(pid, stop_signal, stop_timeout, &log).await;
-            // A grandchild outside the group may hold the pipes open; don't wait for it forever.
-            let _ = tokio::time::timeout(Duration::from_secs(2), capture).await;
-            let _ = tx.send(Internal::Exited {
-                name: owned_name,
-                run_id,
-                pid,
-                status,
-            });
-        });
         tracing::info!(service = name, pid, %reason, forced, "spawned");
         let _ = self.events.send(Event::Spawned {
             name: name.to_string(),
@@ -742,9 +925,17 @@ impl Supervisor {
         self.set_state(name, ServiceState::Stopping);
     }
 
-    fn begin_shutdown(&mut self) {
-        tracing::info!("shutting down: stopping every service");
+    fn begin_shutdown(&mut self, mode: ShutdownMode) {
         self.shutting_down = true;
+        self.shutdown_mode = mode;
+        if mode.keeps_services() {
+            tracing::info!(?mode, "shutting down: leaving the services running");
+            for service in self.services.values_mut() {
+                service.timer = None;
+            }
+            return;
+        }
+        tracing::info!("shutting down: stopping every service");
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
             let service = self.services.get_mut(&name).expect("known");
@@ -783,7 +974,7 @@ impl Supervisor {
         name: &str,
         run_id: u64,
         pid: u32,
-        status: std::io::Result<std::process::ExitStatus>,
+        status: ExitStatus,
     ) {
         let now = self.clock.now_ms();
         let Some(service) = self.services.get_mut(name) else {
@@ -792,11 +983,16 @@ impl Supervisor {
         let Some(run) = service.run.take_if(|r| r.id == run_id) else {
             return;
         };
-        use std::os::unix::process::ExitStatusExt;
-        let (code, signal) = match &status {
-            Ok(st) => (st.code(), st.signal()),
-            Err(_) => (None, None),
+        let (code, signal) = match status {
+            ExitStatus::Code(code) => (Some(code), None),
+            ExitStatus::Signal(signal) => (None, Some(signal)),
+            ExitStatus::Unknown => (None, None),
         };
+        if let Some(record) = self.persisted.service_mut(name).running.take() {
+            record.pipes.remove();
+            self.save_state();
+        }
+        let service = self.services.get_mut(name).expect("known");
         let exit = ExitInfo {
             at_ms: now,
             code,
@@ -1910,6 +2106,71 @@ impl Supervisor {
 
 /// After the main process exited, make sure nothing of its group lingers (orphaned workers holding the
 /// port are the classic supervisor bug): stop signal, then SIGKILL after the stop timeout.
+/// What a run's waiter task needs.
+struct WaiterArgs {
+    tx: mpsc::UnboundedSender<Internal>,
+    name: String,
+    run_id: u64,
+    exit: ExitWatch,
+    capture: Capture,
+    stop_signal: i32,
+    stop_timeout: Duration,
+    log: ServiceLog,
+}
+
+/// Spawns the task that owns one run's exit watch and capture: on exit it cleans up the process
+/// group, lets the capture drain and reports to the actor; asked to suspend, it hands the capture's
+/// unfinished lines over instead and ends, leaving the process alone. Returns the suspend channel.
+fn spawn_waiter(args: WaiterArgs) -> oneshot::Sender<SuspendRequest> {
+    let (suspend_tx, suspend_rx) = oneshot::channel::<SuspendRequest>();
+    let WaiterArgs {
+        tx,
+        name,
+        run_id,
+        exit,
+        capture,
+        stop_signal,
+        stop_timeout,
+        log,
+    } = args;
+    let pid = exit.pid();
+    tokio::spawn(async move {
+        let status = tokio::select! {
+            status = exit.exited() => status,
+            Ok(reply) = suspend_rx => {
+                let _ = reply.send(capture.suspend().await);
+                return;
+            }
+        };
+        clean_up_group(pid, stop_signal, stop_timeout, &log).await;
+        // A grandchild outside the group may hold the pipes open; don't wait for it forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), capture).await;
+        let _ = tx.send(Internal::Exited {
+            name,
+            run_id,
+            pid,
+            status,
+        });
+    });
+    suspend_tx
+}
+
+/// Both read ends of an adopted run: its FIFOs by path, or, if someone removed those, the same pipes
+/// through the process's own descriptors.
+fn open_pipes_of(
+    record: &RunRecord,
+) -> std::io::Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Receiver)> {
+    if record.pipes.exist() {
+        return record.pipes.open_readers();
+    }
+    let pid = record.identity.pid;
+    OutputPipes {
+        stdout: format!("/proc/{pid}/fd/1").into(),
+        stderr: format!("/proc/{pid}/fd/2").into(),
+    }
+    .open_readers()
+}
+
 async fn clean_up_group(pgid: u32, stop_signal: i32, stop_timeout: Duration, log: &ServiceLog) {
     if !process::group_alive(pgid) {
         return;

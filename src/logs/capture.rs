@@ -44,15 +44,60 @@ pub const MAX_BATCH_LINES: usize = 1024;
 /// Dropping it does not stop the readers: they still drain the pipes to the end, so no output is lost.
 #[derive(Debug)]
 pub struct Capture {
-    /// Reader tasks not yet seen finishing.
-    readers: Vec<JoinHandle<()>>,
+    /// Reader tasks not yet seen finishing, each with its stream.
+    readers: Vec<(Stream, JoinHandle<Vec<u8>>)>,
     /// Cancelled by [`Capture::abort`].
     stop: CancellationToken,
+    /// Cancelled by [`Capture::suspend`].
+    suspend: CancellationToken,
+}
+
+/// The bytes of unfinished last lines a suspended capture was holding, to be carried into the next
+/// capture of the same pipes (`tend reexec`), so a line split across the switch is stored once, whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stdout: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stderr: Vec<u8>,
+}
+
+impl Carried {
+    pub(crate) fn take(&mut self, stream: Stream) -> Vec<u8> {
+        match stream {
+            Stream::Stderr => std::mem::take(&mut self.stderr),
+            _ => std::mem::take(&mut self.stdout),
+        }
+    }
 }
 
 impl Capture {
-    pub(crate) fn new(readers: Vec<JoinHandle<()>>, stop: CancellationToken) -> Capture {
-        Capture { readers, stop }
+    pub(crate) fn new(
+        readers: Vec<(Stream, JoinHandle<Vec<u8>>)>,
+        stop: CancellationToken,
+        suspend: CancellationToken,
+    ) -> Capture {
+        Capture {
+            readers,
+            stop,
+            suspend,
+        }
+    }
+
+    /// Stops reading at once and returns the unfinished last lines instead of storing them, leaving
+    /// every unread byte in the pipes for the next reader. Every complete line read before is accepted
+    /// by the writer when this returns (flush the log to have it on disk).
+    pub async fn suspend(self) -> Carried {
+        self.suspend.cancel();
+        let mut carried = Carried::default();
+        for (stream, reader) in self.readers {
+            match reader.await {
+                Ok(bytes) if stream == Stream::Stderr => carried.stderr = bytes,
+                Ok(bytes) => carried.stdout = bytes,
+                Err(err) => tracing::error!(error = %err, "a log reader task failed while suspending"),
+            }
+        }
+        carried
     }
 
     /// Stops reading now, for pipes that never reach end-of-file (a grandchild that inherited the pipe
@@ -69,7 +114,7 @@ impl Capture {
 
     /// True once every reader finished (end-of-file or abort) and handed over its last line.
     pub fn is_drained(&self) -> bool {
-        self.readers.iter().all(JoinHandle::is_finished)
+        self.readers.iter().all(|(_, r)| r.is_finished())
     }
 }
 
@@ -77,7 +122,7 @@ impl Future for Capture {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        while let Some(reader) = self.readers.last_mut() {
+        while let Some((_, reader)) = self.readers.last_mut() {
             match Pin::new(reader).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(result) => {
@@ -101,33 +146,57 @@ pub(crate) struct LineSink {
     pub(crate) budget: Arc<Semaphore>,
 }
 
-/// Spawns the task that captures one pipe until end-of-file or `stop`.
+/// How a reader ends: at end-of-file or `stop` it stores its partial last line; at `suspend` it
+/// returns it instead.
+pub(crate) struct ReaderControl {
+    pub(crate) stop: CancellationToken,
+    pub(crate) suspend: CancellationToken,
+    /// Partial line carried over from the previous reader of this pipe.
+    pub(crate) carried: Vec<u8>,
+}
+
+/// Spawns the task that captures one pipe until end-of-file, `stop` or `suspend`.
 pub(crate) fn spawn_reader<R>(
     pipe: R,
     stream: Stream,
     sink: LineSink,
-    stop: CancellationToken,
-) -> JoinHandle<()>
+    control: ReaderControl,
+) -> (Stream, JoinHandle<Vec<u8>>)
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
-    tokio::spawn(read_pipe(pipe, stream, sink, stop))
+    (stream, tokio::spawn(read_pipe(pipe, stream, sink, control)))
 }
 
 async fn read_pipe<R: AsyncRead + Unpin>(
     mut pipe: R,
     stream: Stream,
     mut sink: LineSink,
-    stop: CancellationToken,
-) {
+    control: ReaderControl,
+) -> Vec<u8> {
+    let ReaderControl {
+        stop,
+        suspend,
+        carried,
+    } = control;
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut splitter = LineSplitter::new();
     let mut batches = Batches::new(stream);
+    if !carried.is_empty() {
+        batches.start(now_millis(), carried.len());
+        splitter.feed(&carried, &mut |line: &[u8]| batches.push(line));
+    }
     // Set once the writer is gone: keep draining so the service does not get SIGPIPE, but drop lines.
     let mut writer_gone = false;
     loop {
         let read = tokio::select! {
             biased;
+            () = suspend.cancelled() => {
+                if !writer_gone {
+                    sink.send(&mut batches).await;
+                }
+                return splitter.take_pending();
+            }
             () = stop.cancelled() => break,
             read = pipe.read(&mut buf) => read,
         };
@@ -152,6 +221,7 @@ async fn read_pipe<R: AsyncRead + Unpin>(
     if !writer_gone {
         sink.send(&mut batches).await;
     }
+    Vec::new()
 }
 
 /// The batches being filled from one read: a new one starts every [`MAX_BATCH_LINES`] lines.

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Ring};
-use super::capture::{spawn_reader, Capture, LineSink, LINE_QUEUE_CAPACITY};
+use super::capture::{spawn_reader, Capture, Carried, LineSink, ReaderControl, LINE_QUEUE_CAPACITY};
 use super::format::now_millis;
 use super::tail::{log_path, read_tail};
 use super::writer::{Msg, StoppedGuard, Writer};
@@ -105,25 +105,38 @@ impl ServiceLog {
     /// returned [`Capture`] resolves when both pipes hit end-of-file and every line read was accepted by
     /// the writer, so a marker written after it comes after the run's last line. Either pipe may be None.
     pub fn capture(&self, stdout: Option<ChildStdout>, stderr: Option<ChildStderr>) -> Capture {
+        self.capture_pipes(stdout, stderr, Carried::default())
+    }
+
+    /// [`ServiceLog::capture`] for any pair of pipes (the FIFOs of a run, see
+    /// [`crate::process::OutputPipes`]), continuing the partial lines a suspended capture handed over.
+    pub fn capture_pipes<O, E>(
+        &self,
+        stdout: Option<O>,
+        stderr: Option<E>,
+        mut carried: Carried,
+    ) -> Capture
+    where
+        O: AsyncRead + Unpin + Send + 'static,
+        E: AsyncRead + Unpin + Send + 'static,
+    {
         let stop = CancellationToken::new();
+        let suspend = CancellationToken::new();
+        let control = |carried: Vec<u8>| ReaderControl {
+            stop: stop.clone(),
+            suspend: suspend.clone(),
+            carried,
+        };
         let mut readers = Vec::with_capacity(2);
         if let Some(pipe) = stdout {
-            readers.push(spawn_reader(
-                pipe,
-                Stream::Stdout,
-                self.sink(),
-                stop.clone(),
-            ));
+            let carried = control(carried.take(Stream::Stdout));
+            readers.push(spawn_reader(pipe, Stream::Stdout, self.sink(), carried));
         }
         if let Some(pipe) = stderr {
-            readers.push(spawn_reader(
-                pipe,
-                Stream::Stderr,
-                self.sink(),
-                stop.clone(),
-            ));
+            let carried = control(carried.take(Stream::Stderr));
+            readers.push(spawn_reader(pipe, Stream::Stderr, self.sink(), carried));
         }
-        Capture::new(readers, stop)
+        Capture::new(readers, stop, suspend)
     }
 
     /// Captures any byte source as `stream`, exactly as [`ServiceLog::capture`] captures a pipe; for
@@ -133,8 +146,14 @@ impl ServiceLog {
         R: AsyncRead + Unpin + Send + 'static,
     {
         let stop = CancellationToken::new();
-        let reader = spawn_reader(reader, stream, self.sink(), stop.clone());
-        Capture::new(vec![reader], stop)
+        let suspend = CancellationToken::new();
+        let control = ReaderControl {
+            stop: stop.clone(),
+            suspend: suspend.clone(),
+            carried: Vec::new(),
+        };
+        let reader = spawn_reader(reader, stream, self.sink(), control);
+        Capture::new(vec![reader], stop, suspend)
     }
 
     fn sink(&self) -> LineSink {

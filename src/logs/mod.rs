@@ -55,7 +55,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use capture::{Capture, LINE_QUEUE_CAPACITY, MAX_BATCH_LINES, READ_BUFFER_BYTES};
+pub use capture::{Capture, Carried, LINE_QUEUE_CAPACITY, MAX_BATCH_LINES, READ_BUFFER_BYTES};
 pub use error::LogError;
 pub use format::{format_line, parse_line};
 pub use handle::{ServiceLog, BROADCAST_CAPACITY};

@@ -56,6 +56,11 @@ impl LineSplitter {
         }
     }
 
+    /// Hands over the held partial line without emitting it (the capture moves to another tend).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
     /// Bytes held waiting for the end of their line.
     pub fn pending_len(&self) -> usize {
         self.pending.len()

@@ -14,9 +14,13 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+mod pipes;
 mod port;
+mod watch;
 
+pub use pipes::{remove_unused as remove_unused_pipes, OutputPipes, PIPE_BUFFER_BYTES};
 pub use port::{port_holder, PortHolder};
+pub use watch::{ExitStatus, ExitWatch, ProcessIdentity};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -38,8 +42,53 @@ pub enum SpawnError {
     Io { program: String, source: io::Error },
 }
 
+/// A service process just started.
+#[derive(Debug)]
+pub struct Spawned {
+    pub identity: ProcessIdentity,
+    /// Resolves when it exits, with its status.
+    pub exit: ExitWatch,
+}
+
 /// Spawns a service in a new process group (its pid is the group id), stdin from /dev/null, stdout and
-/// stderr piped for capture.
+/// stderr into the run's FIFOs (see [`OutputPipes`]: the service outlives tend and keeps its output).
+/// The caller opens its readers on `pipes` before calling this, so nothing written is ever unread.
+pub fn spawn_service(spec: &SpawnSpec<'_>, pipes: &OutputPipes) -> Result<Spawned, SpawnError> {
+    let (program, args) = spec.command.split_first().ok_or(SpawnError::EmptyCommand)?;
+    if !spec.cwd.is_dir() {
+        return Err(SpawnError::BadCwd(spec.cwd.to_path_buf()));
+    }
+    let resolved = resolve_program(program, spec.cwd, spec.env)?;
+    let io_error = |source| SpawnError::Io {
+        program: program.clone(),
+        source,
+    };
+    let (stdout, stderr) = pipes.open_for_service().map_err(io_error)?;
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(&resolved)
+        .args(args)
+        .current_dir(spec.cwd)
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .map_err(io_error)?;
+    // Dropping a std Child neither waits nor kills: the pid is watched through a pidfd from here on,
+    // which works the same for a process a previous tend started.
+    let pid = child.id();
+    let exit = ExitWatch::new(pid).map_err(io_error)?;
+    let identity = ProcessIdentity::of(pid).unwrap_or(ProcessIdentity {
+        // Already exited: the watch reports it at once; the identity is never used for adoption.
+        pid,
+        start_ticks: 0,
+        boot_id: String::new(),
+    });
+    Ok(Spawned { identity, exit })
+}
+
+/// Spawns a process in a new process group with stdout and stderr piped to tend (tests, helpers).
 pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Child, SpawnError> {
     let (program, args) = spec.command.split_first().ok_or(SpawnError::EmptyCommand)?;
     if !spec.cwd.is_dir() {

@@ -80,6 +80,28 @@ pub struct ServiceState {
     /// Stopped by hand: nothing restarts it until it is started by hand.
     #[serde(default)]
     pub sticky_stop: bool,
+    /// Its process while one runs: what a later tend needs to adopt it (after `tend reexec`, a crash
+    /// of tend or `tend shutdown --keep-services`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunRecord>,
+}
+
+/// A running process of a service, as a later tend finds it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Pid plus start time and boot id: a reused pid is not mistaken for the service.
+    pub identity: crate::process::ProcessIdentity,
+    /// The FIFOs its stdout and stderr write to.
+    pub pipes: crate::process::OutputPipes,
+    /// When it was started (wall ms), for uptime and the start grace.
+    pub started_ms: Millis,
+    /// Unfinished last lines handed over by a tend that stopped reading them (`tend reexec`).
+    #[serde(default, skip_serializing_if = "is_empty_carried")]
+    pub carried: crate::logs::Carried,
+}
+
+fn is_empty_carried(c: &crate::logs::Carried) -> bool {
+    c.stdout.is_empty() && c.stderr.is_empty()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,6 +166,11 @@ impl WebServer {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }
+
+    /// A close-on-exec duplicate of the listening descriptor, to hand over at `tend reexec`.
+    pub fn duplicate(&self) -> Option<std::os::fd::OwnedFd> {
+        crate::reexec::keep(&self.listener)
+    }
 }
 
 /// Binds the listen address and loads the TLS files (so `tend up` fails early on a bad certificate or
@@ -174,6 +179,16 @@ impl WebServer {
 pub fn bind(
     ctx: crate::control::server::Context,
     shutdown: CancellationToken,
+) -> Result<Option<WebServer>, WebError> {
+    bind_inherited(ctx, shutdown, None)
+}
+
+/// [`bind`], taking over `inherited` (the listening socket of the tend that re-executed into this
+/// one) when it is bound to the configured address.
+pub fn bind_inherited(
+    ctx: crate::control::server::Context,
+    shutdown: CancellationToken,
+    inherited: Option<std::os::fd::OwnedFd>,
 ) -> Result<Option<WebServer>, WebError> {
     let Some(settings) = ctx.config.web.clone() else {
         return Ok(None);
@@ -191,11 +206,21 @@ pub fn bind(
     } else {
         settings.users.clone()
     };
-    let listener =
-        std::net::TcpListener::bind(settings.listen).map_err(|source| WebError::Bind {
+    let inherited = inherited
+        .map(std::net::TcpListener::from)
+        .filter(|l| {
+            l.local_addr().is_ok_and(|addr| {
+                addr == settings.listen
+                    || (settings.listen.port() == 0 && addr.ip() == settings.listen.ip())
+            })
+        });
+    let listener = match inherited {
+        Some(listener) => listener,
+        None => std::net::TcpListener::bind(settings.listen).map_err(|source| WebError::Bind {
             addr: settings.listen,
             source,
-        })?;
+        })?,
+    };
     listener
         .set_nonblocking(true)
         .map_err(|source| WebError::Bind {
@@ -274,6 +299,7 @@ mod tests {
             config: config.clone(),
             http: reqwest::Client::new(),
             reload: None,
+            reexec: None,
         };
         let users = vec![crate::config::WebUser {
             name: "ann".into(),
