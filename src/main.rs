@@ -295,7 +295,6 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
     }
 }
 
-
 /// SIGTERM / SIGINT: stop every service gracefully and exit.
 async fn forward_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -360,7 +359,13 @@ async fn client_command(config: &Path, socket: Option<&Path>, command: Cmd) -> u
     };
     let reexec = matches!(command, Cmd::Reexec);
     match run_client(&mut client, command).await {
-        Ok(code) if reexec && code == exit::OK => wait_for_new_image(&socket).await,
+        Ok(code) if reexec && code == exit::OK => {
+            // The old image closes this connection when it executes the new one; only then is a
+            // ping sure to be answered by the new image.
+            let closed = async { while let Ok(Some(_)) = client.next().await {} };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), closed).await;
+            wait_for_new_image(&socket).await
+        }
         Ok(code) => code,
         Err(err) => {
             eprintln!("tend: {err:#}");
@@ -372,9 +377,6 @@ async fn client_command(config: &Path, socket: Option<&Path>, command: Cmd) -> u
 /// After `tend reexec` was accepted: waits until the new image answers on the same socket.
 async fn wait_for_new_image(socket: &Path) -> u8 {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    // The old image answers too until it execs: wait for the reply to go away first is not
-    // observable, so ask until a ping comes from a process whose services were adopted (any ping
-    // after the old one closed this connection).
     loop {
         if let Ok(mut client) = Client::connect(socket).await {
             if client.send(&Request::Ping).await.is_ok() {

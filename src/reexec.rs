@@ -29,7 +29,10 @@ pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, thiserror::Error)]
 pub enum ReexecError {
     #[error("cannot run the new binary {}: {source}; tend keeps running the old one", exe.display())]
-    Spawn { exe: PathBuf, source: std::io::Error },
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "the new binary {} failed its check of {} ({status}): {output}; tend keeps running the old one",
         exe.display(),
@@ -103,10 +106,17 @@ impl Inherited {
                 continue;
             };
             // Only a descriptor that is open is taken; it gets close-on-exec again at once.
-            if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-                .is_err()
+            if nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .is_err()
             {
-                tracing::warn!(fd, name, "an inherited descriptor is not open; binding anew");
+                tracing::warn!(
+                    fd,
+                    name,
+                    "an inherited descriptor is not open; binding anew"
+                );
                 continue;
             }
             // SAFETY: the previous image passed this open descriptor to us and nothing else owns it.
@@ -138,15 +148,19 @@ pub fn keep(fd: &impl AsRawFd) -> Option<OwnedFd> {
 
 /// Runs the new binary's configuration check; Ok with its `--version` line.
 pub async fn preflight(exe: &Path, config: &Path) -> Result<String, ReexecError> {
-    let run = |args: Vec<OsString>| {
+    let run = |args: Vec<OsString>| async move {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.args(args)
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .env_remove(INHERITED_FDS_ENV);
-        cmd
+        // Tracked: tend's orphan reaper must not take its exit status from us.
+        let (child, _tracked) = crate::process::spawn_tracked(&mut cmd)?;
+        child.wait_with_output().await
     };
-    let check = run(vec!["-c".into(), config.into(), "check".into()]).output();
+    let check = run(vec!["-c".into(), config.into(), "check".into()]);
     let output = match tokio::time::timeout(PREFLIGHT_TIMEOUT, check).await {
         Err(_) => return Err(ReexecError::Timeout { exe: exe.into() }),
         Ok(Err(source)) => {
@@ -172,7 +186,7 @@ pub async fn preflight(exe: &Path, config: &Path) -> Result<String, ReexecError>
             output: text,
         });
     }
-    let version = run(vec!["--version".into()]).output();
+    let version = run(vec!["--version".into()]);
     let version = match tokio::time::timeout(PREFLIGHT_TIMEOUT, version).await {
         Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
         _ => String::new(),
@@ -208,7 +222,9 @@ pub fn exec(exe: &Path, listeners: &Listeners, extra_env: &[(String, String)]) -
             to_c(&pair)
         })
         .collect();
-    env.push(to_c(format!("{INHERITED_FDS_ENV}={}", fds.join(",")).as_ref()));
+    env.push(to_c(
+        format!("{INHERITED_FDS_ENV}={}", fds.join(",")).as_ref(),
+    ));
     env.push(to_c(format!("{REEXEC_ENV}=1").as_ref()));
     for (key, value) in extra_env {
         env.push(to_c(format!("{key}={value}").as_ref()));

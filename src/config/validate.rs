@@ -28,8 +28,8 @@ use super::raw::{
 use super::suggest::did_you_mean;
 use super::values::{normalize, SizeRule};
 use super::{
-    AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, OnShutdown, RecoveryConfig, RestartMode,
-    ServiceConfig, SupervisorSettings,
+    AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, OnShutdown, RecoveryConfig,
+    RestartMode, ServiceConfig, SupervisorSettings,
 };
 
 const DEFAULT_SOCKET_MODE: u32 = 0o600;

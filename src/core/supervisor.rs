@@ -281,7 +281,10 @@ impl Supervisor {
         }
         match self.shutdown_mode {
             ShutdownMode::Stop => tracing::info!("all services stopped; core finished"),
-            mode => tracing::info!(?mode, "services left running for the next tend; core finished"),
+            mode => tracing::info!(
+                ?mode,
+                "services left running for the next tend; core finished"
+            ),
         }
         self.shutdown_mode
     }
@@ -366,9 +369,11 @@ impl Supervisor {
                 }
             };
             let capture = match open_pipes_of(&record) {
-                Ok((out, err)) => service
-                    .log
-                    .capture_pipes(Some(out), Some(err), record.carried.clone()),
+                Ok((out, err)) => {
+                    service
+                        .log
+                        .capture_pipes(Some(out), Some(err), record.carried.clone())
+                }
                 Err(err) => {
                     tracing::error!(service = %name, pid, "cannot capture the output of the adopted process: {err}");
                     service.log.try_marker(format!(
@@ -969,13 +974,7 @@ impl Supervisor {
         }
     }
 
-    fn handle_exit(
-        &mut self,
-        name: &str,
-        run_id: u64,
-        pid: u32,
-        status: ExitStatus,
-    ) {
+    fn handle_exit(&mut self, name: &str, run_id: u64, pid: u32, status: ExitStatus) {
         let now = self.clock.now_ms();
         let Some(service) = self.services.get_mut(name) else {
             return;
@@ -1199,8 +1198,9 @@ impl Supervisor {
             .values()
             .filter_map(|s| s.run.as_ref().map(|r| r.pid))
             .collect();
-        // Exec check plugins are tokio's children too: reaping one steals its exit status.
-        let reaped = crate::checks::probe::exec::with_running_plugins(|plugins| {
+        // Check plugins and the reexec preflight are tokio's children too: reaping one steals its
+        // exit status.
+        let reaped = process::with_tracked_children(|plugins| {
             ours.extend(plugins);
             process::reap_orphans(&ours)
         });
@@ -2159,7 +2159,10 @@ fn spawn_waiter(args: WaiterArgs) -> oneshot::Sender<SuspendRequest> {
 /// through the process's own descriptors.
 fn open_pipes_of(
     record: &RunRecord,
-) -> std::io::Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Receiver)> {
+) -> std::io::Result<(
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Receiver,
+)> {
     if record.pipes.exist() {
         return record.pipes.open_readers();
     }

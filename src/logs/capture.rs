@@ -94,7 +94,9 @@ impl Capture {
             match reader.await {
                 Ok(bytes) if stream == Stream::Stderr => carried.stderr = bytes,
                 Ok(bytes) => carried.stdout = bytes,
-                Err(err) => tracing::error!(error = %err, "a log reader task failed while suspending"),
+                Err(err) => {
+                    tracing::error!(error = %err, "a log reader task failed while suspending")
+                }
             }
         }
         carried

@@ -10,7 +10,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Ring};
-use super::capture::{spawn_reader, Capture, Carried, LineSink, ReaderControl, LINE_QUEUE_CAPACITY};
+use super::capture::{
+    spawn_reader, Capture, Carried, LineSink, ReaderControl, LINE_QUEUE_CAPACITY,
+};
 use super::format::now_millis;
 use super::tail::{log_path, read_tail};
 use super::writer::{Msg, StoppedGuard, Writer};

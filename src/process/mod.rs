@@ -205,6 +205,50 @@ pub fn become_subreaper() -> io::Result<()> {
     }
 }
 
+/// tend's children that a tokio task is waiting for right now (check plugins, the reexec preflight).
+/// tend is a child subreaper and reaps orphaned zombies; were that reaper to collect one of these,
+/// tokio's wait would fail with `ECHILD`. The reaper skips these pids (see [`with_tracked_children`]).
+/// A pid is added under the same lock as the spawn, so a child that exits at once is never a zombie
+/// outside this set.
+static TRACKED: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn tracked() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u32>> {
+    // Inserts and removes only: a panic elsewhere cannot leave the set half-changed.
+    TRACKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes a pid out of the tracked set when dropped: keep it alive until the child was waited for.
+#[derive(Debug)]
+pub struct Tracked(Option<u32>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            tracked().remove(&pid);
+        }
+    }
+}
+
+/// Spawns `command` with its pid in the set the orphan reaper leaves alone.
+pub fn spawn_tracked(command: &mut Command) -> io::Result<(Child, Tracked)> {
+    let mut set = tracked();
+    let child = command.spawn()?;
+    let pid = child.id();
+    if let Some(pid) = pid {
+        set.insert(pid);
+    }
+    Ok((child, Tracked(pid)))
+}
+
+/// Runs `f` with the pids of tracked children, holding off new tracked spawns meanwhile: an orphan
+/// reaper calls this and collects only zombies outside the set.
+pub fn with_tracked_children<R>(f: impl FnOnce(&std::collections::BTreeSet<u32>) -> R) -> R {
+    f(&tracked())
+}
+
 /// Reaps zombie children of tend that are not services (orphans reparented to tend). Service pids are
 /// left alone: tokio waits for those itself and must not have their exit status stolen.
 pub fn reap_orphans(services: &HashSet<u32>) -> Vec<u32> {

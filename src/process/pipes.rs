@@ -45,8 +45,11 @@ impl OutputPipes {
                 std::fs::create_dir_all(dir)?;
             }
             let _ = std::fs::remove_file(path);
-            nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-                .map_err(io::Error::from)?;
+            nix::unistd::mkfifo(
+                path,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .map_err(io::Error::from)?;
         }
         Ok(())
     }
@@ -59,7 +62,10 @@ impl OutputPipes {
 
     /// Both ends the service gets as stdout and stderr: read-write, so it never lacks a reader.
     pub fn open_for_service(&self) -> io::Result<(File, File)> {
-        Ok((open_for_service(&self.stdout)?, open_for_service(&self.stderr)?))
+        Ok((
+            open_for_service(&self.stdout)?,
+            open_for_service(&self.stderr)?,
+        ))
     }
 
     /// Removes both FIFOs; the run is over (a missing file is fine).
@@ -85,7 +91,10 @@ fn open_reader(path: &Path) -> io::Result<pipe::Receiver> {
 }
 
 fn open_for_service(path: &Path) -> io::Result<File> {
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
     // SAFETY: F_SETPIPE_SZ takes an int and touches no memory; failure only leaves the default size.
     unsafe {
         libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER_BYTES);

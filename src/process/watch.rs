@@ -139,7 +139,10 @@ mod tests {
             start_ticks: identity.start_ticks + 1,
             ..identity.clone()
         };
-        assert!(!reused.is_alive(), "a different start time is another process");
+        assert!(
+            !reused.is_alive(),
+            "a different start time is another process"
+        );
         let watch = ExitWatch::new(pid).unwrap();
         drop(child.stdin); // sh reads EOF and exits 7
         assert_eq!(watch.exited().await, ExitStatus::Code(7));
@@ -153,7 +156,11 @@ mod tests {
             .args(["-c", "sleep 0.3 >/dev/null 2>&1 & echo $!"])
             .output()
             .unwrap();
-        let pid: u32 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+        let pid: u32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The test binary is no subreaper, so the sleep went to init: not ours.
         let watch = ExitWatch::new(pid).unwrap();
         assert_eq!(watch.exited().await, ExitStatus::Unknown);

@@ -206,14 +206,12 @@ pub fn bind_inherited(
     } else {
         settings.users.clone()
     };
-    let inherited = inherited
-        .map(std::net::TcpListener::from)
-        .filter(|l| {
-            l.local_addr().is_ok_and(|addr| {
-                addr == settings.listen
-                    || (settings.listen.port() == 0 && addr.ip() == settings.listen.ip())
-            })
-        });
+    let inherited = inherited.map(std::net::TcpListener::from).filter(|l| {
+        l.local_addr().is_ok_and(|addr| {
+            addr == settings.listen
+                || (settings.listen.port() == 0 && addr.ip() == settings.listen.ip())
+        })
+    });
     let listener = match inherited {
         Some(listener) => listener,
         None => std::net::TcpListener::bind(settings.listen).map_err(|source| WebError::Bind {

@@ -103,8 +103,17 @@ impl World {
 
     /// Like `up`, with extra environment variables for tend.
     pub fn up_with_env(&self, env: &[(&str, &str)]) -> Tend {
-        let stderr = std::fs::File::create(self.path().join("tend.stderr")).unwrap();
-        let child = Command::new(TEND)
+        self.up_exe(Path::new(TEND), env)
+    }
+
+    /// Like `up`, running the tend binary at `exe` (a copy a test may replace, as an upgrade would).
+    pub fn up_exe(&self, exe: &Path, env: &[(&str, &str)]) -> Tend {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("tend.stderr"))
+            .unwrap();
+        let child = Command::new(exe)
             .arg("-c")
             .arg(self.config_path())
             .arg("up")

@@ -1,5 +1,6 @@
 //! The one integration-test binary: real `tend` processes, real services, real sockets and files.
 
+mod adopt;
 mod checks;
 mod config;
 mod control;

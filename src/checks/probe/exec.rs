@@ -16,12 +16,10 @@
 //! - `TEND_PID`: the pid of the service's main process (absent while it is down);
 //! - `TEND_CHECK`: the name of the check running the plugin.
 
-use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -40,34 +38,6 @@ const MAX_STDERR_BYTES: usize = 4 * 1024;
 const MAX_MESSAGE_CHARS: usize = 1024;
 /// How long a killed plugin may take to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(1);
-
-/// The plugins running right now, by pid. tend is a child subreaper and reaps orphaned zombies; a
-/// plugin is tend's own child, and were that reaper to collect it, tokio's wait would fail with
-/// `ECHILD` and the check would turn UNKNOWN. The reaper skips these pids (see
-/// [`with_running_plugins`]). A pid is added under the same lock as the spawn, so a plugin that exits
-/// at once is never a zombie outside this set.
-static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
-
-fn running() -> MutexGuard<'static, BTreeSet<u32>> {
-    // Inserts and removes only: a panic elsewhere cannot leave the set half-changed.
-    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Runs `f` with the pids of the running plugins, holding off new plugin spawns meanwhile: an orphan
-/// reaper calls this and collects only zombies outside the set, so it never steals a plugin's exit
-/// status from the task waiting for it.
-pub fn with_running_plugins<R>(f: impl FnOnce(&BTreeSet<u32>) -> R) -> R {
-    f(&running())
-}
-
-/// Takes a plugin's pid out of [`RUNNING`] when its run ends, whichever way.
-struct Registered(u32);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        running().remove(&self.0);
-    }
-}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -119,18 +89,9 @@ async fn run_plugin(spec: &ExecSpec) -> ProbeResult {
         .kill_on_drop(true);
     // Declared before the child: dropped after it, so the pid leaves the set only once the child
     // was waited for (or handed to tokio's orphan queue).
-    let _registered;
-    let mut child = {
-        let mut running = running();
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(err) => return ProbeResult::unknown(spawn_failure(&program, &err)),
-        };
-        if let Some(pid) = child.id() {
-            running.insert(pid);
-            _registered = Registered(pid);
-        }
-        child
+    let (mut child, _registered) = match crate::process::spawn_tracked(&mut command) {
+        Ok(pair) => pair,
+        Err(err) => return ProbeResult::unknown(spawn_failure(&program, &err)),
     };
     let Some(pgid) = child.id() else {
         // Only possible if the child was already reaped, which nothing else does to our children.
