@@ -314,3 +314,81 @@ fn shutdown_keep_services_then_up_adopts_and_a_plain_shutdown_stops_them() {
         (!pid_alive(pid)).then_some(())
     });
 }
+
+/// One ping on the control socket; true if tend answered.
+fn ping(socket: &Path) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream.write_all(b"{\"v\":1,\"cmd\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("pong")
+}
+
+/// One GET of the status page; true on HTTP 200.
+fn page(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw.starts_with(b"HTTP/1.1 200")
+}
+
+#[test]
+fn during_reexec_the_control_socket_and_the_page_keep_answering_within_a_second() {
+    let port = free_port();
+    let world = World::new(&format!(
+        "[services.idle]\ncommand = \"sleep 1000\"\nstart_grace = \"10ms\"\n\
+         [web]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let _tend = world.up();
+    world.wait_state("idle", ServiceState::Running, T);
+    wait_for(T, "the page", || page(port).then_some(()));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        let socket = world.socket();
+        std::thread::spawn(move || {
+            // A client that retries for up to a second must always get its answer.
+            let mut worst = Duration::ZERO;
+            let mut requests = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for ask in [&(|| ping(&socket)) as &dyn Fn() -> bool, &|| page(port)] {
+                    let began = std::time::Instant::now();
+                    while !ask() {
+                        assert!(
+                            began.elapsed() < Duration::from_secs(1),
+                            "no answer within a second of retries"
+                        );
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    worst = worst.max(began.elapsed());
+                    requests += 1;
+                }
+            }
+            (requests, worst)
+        })
+    };
+    for _ in 0..2 {
+        let out = reexec(&world);
+        assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (requests, worst) = probe
+        .join()
+        .expect("a request went unanswered for a second");
+    assert!(requests > 4, "the probe barely ran: {requests} requests");
+    eprintln!("{requests} requests during two reexecs, slowest answer {worst:?}");
+}

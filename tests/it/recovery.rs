@@ -276,6 +276,40 @@ fn recovery_resumes_its_cooldown_after_tend_is_killed() {
 }
 
 #[test]
+fn a_reexec_during_the_cooldown_keeps_the_recovery_going() {
+    let recovery = "min_start_spacing = \"700ms\"\n[groups.acct.recovery]\ncooldown = \"2s\"\nmargin = \"100ms\"\npause = \"700ms\"\nready_timeout = \"5s\"";
+    let sims = sims(recovery, "", "");
+    let tend = sims.world.up();
+    sims.wait_ready("send_text");
+    sims.wait_ready("send_media");
+    assert_eq!(code(&sims.world.tend(&["recover", "acct"])), 0);
+    let until = wait_for(T, "cooldown", || match sims.recovery_stage() {
+        Some(Stage::Cooldown { until_ms, .. }) => Some(until_ms),
+        _ => None,
+    });
+    let sweeps_before = sims.sweep_starts().len();
+    let out = sims.world.tend(&["reexec"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    match sims.recovery_stage() {
+        Some(Stage::Cooldown { until_ms, .. }) => assert_eq!(until_ms, until),
+        other => panic!("expected the same cooldown after the reexec, got {other:?}"),
+    }
+    wait_for(T, "recovery done after the reexec", || {
+        matches!(sims.recovery_stage(), Some(Stage::Done { .. })).then_some(())
+    });
+    for name in ["send_text", "send_media"] {
+        let s = sims.world.service(name);
+        assert!(
+            s.last_start.unwrap().at_ms >= until,
+            "{name} started in the cooldown"
+        );
+    }
+    assert_eq!(sims.sweep_starts().len(), sweeps_before + 2);
+    assert_eq!(sims.floods(), 0);
+    assert!(pid_alive(tend.pid()));
+}
+
+#[test]
 fn a_cancelled_recovery_leaves_a_clear_state() {
     let recovery = "min_start_spacing = \"700ms\"\n[groups.acct.recovery]\ncooldown = \"1m\"";
     let sims = sims(recovery, "", "");
