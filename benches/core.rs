@@ -4,7 +4,9 @@
 //!   the first line of the next run (bash's $EPOCHREALTIME, no fork), median and p95;
 //! - log capture throughput: N lines through tend into the log file vs. `sh -c '… > file'`;
 //! - idle RSS and CPU of `tend up` with the two emulated services of the shipped config;
-//! - `tend status` latency: one request on the control socket, and the whole CLI process.
+//! - `tend status` latency: one request on the control socket, and the whole CLI process;
+//! - `tend reexec`: the whole switch (preflight, hand-over, exec, adoption) as the CLI sees it, and the
+//!   longest a ping on the control socket waited meanwhile, with two services logging continuously.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -243,4 +245,68 @@ fn main() {
     restart_latency();
     capture_throughput();
     idle_cost_and_status_latency();
+    reexec_switch();
+}
+
+fn ping(socket: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    if stream.write_all(b"{\"v\":1,\"cmd\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("pong")
+}
+
+fn reexec_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = |name: &str| {
+        format!(
+            "[services.{name}]\ncommand = [\"sh\", \"-c\", \"while :; do echo {name} line; sleep 0.001; done\"]\nstart_grace = \"0s\"\n"
+        )
+    };
+    let _daemon = up(dir.path(), &format!("{}{}", service("a"), service("b")));
+    let socket = dir.path().join("state/tend.sock");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            let mut worst = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let began = Instant::now();
+                while !ping(&socket) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                worst = worst.max(began.elapsed());
+            }
+            worst
+        })
+    };
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        let out = Command::new(TEND)
+            .arg("-c")
+            .arg(dir.path().join("supervisor.toml"))
+            .arg("reexec")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let worst = prober.join().unwrap();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "`tend reexec` with 2 logging services (20x): median {:.1} ms, p95 {:.1} ms; longest ping wait during the switches {:.1} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.95),
+        worst.as_secs_f64() * 1000.0
+    );
 }
