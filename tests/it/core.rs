@@ -511,7 +511,10 @@ start_grace = "50ms"
     let _tend = world.up();
     let out = wait_for(T, "300 lines on disk", || {
         let out = world.tend(&["logs", "chatty", "-n", "200", "--stdout"]);
-        (stdout(&out).lines().count() == 200).then_some(out)
+        let text = stdout(&out);
+        let done = text.lines().count() == 200
+            && text.lines().last().is_some_and(|l| l.ends_with(" out 300"));
+        done.then_some(out)
     });
     let text = stdout(&out);
     let first = text.lines().next().unwrap();
