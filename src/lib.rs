@@ -12,6 +12,8 @@
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
+//! - [`host`]: tend towards whatever started it: systemd (sd_notify readiness, status, watchdog) and
+//!   container runtimes (PID 1: termination signals, a second signal skips the stop grace).
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod host;
 pub mod logs;
 pub mod process;
 pub mod recovery;
@@ -37,12 +40,18 @@ pub enum RunError {
     Socket(#[from] control::SocketError),
     #[error(transparent)]
     Supervisor(#[from] core::SupervisorError),
+    /// A bug: the core panicked. The services were left running (a next tend adopts them).
+    #[error("the supervisor core crashed: {0}; the services were left running")]
+    CorePanicked(String),
 }
 
-/// Runs the daemon until `shutdown` fires or a `shutdown` command arrives, then stops every service.
+/// Runs the daemon until `shutdown` fires, SIGTERM/SIGINT/SIGQUIT arrives or a `shutdown` command
+/// arrives, then stops every service (a second signal SIGKILLs what is still stopping).
 ///
 /// The control socket is bound first, so a second tend on the same socket fails before it starts anything.
 pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    // host: termination handlers from the very start (as PID 1, a signal without one is dropped).
+    let signals = host::Terminations::install();
     let socket = control::bind(
         &config.supervisor.socket,
         config.supervisor.socket_mode,
@@ -90,7 +99,9 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         }
     };
     let control = tokio::spawn(socket.serve(context, shutdown.clone()));
-    let _ = core.await;
+    // host: signals; under systemd READY=1 after the core's first answer, STATUS=, watchdog, STOPPING=1.
+    let host = host::spawn(handle.clone(), signals, shutdown.clone());
+    let core = core.await;
     // The core ends on a shutdown command too; make sure every other task follows.
     shutdown.cancel();
     let _ = control.await;
@@ -99,5 +110,17 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         let _ = web.await;
     }
     checks.wait().await;
-    Ok(())
+    let _ = host.await;
+    match core {
+        Err(join) if join.is_panic() => Err(RunError::CorePanicked(panic_text(join.into_panic()))),
+        _ => Ok(()),
+    }
+}
+
+fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

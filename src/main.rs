@@ -14,7 +14,8 @@ use tend::core::{Outcome, ServiceStatus};
 use tend::logs::{format_line, Stream};
 use tokio_util::sync::CancellationToken;
 
-/// Exit codes, documented in README.md.
+/// Exit codes, documented in README.md. `tend up` (also as a container's PID 1) exits 0 after a clean
+/// shutdown, 1 when it could not start or its core crashed, 5 on an invalid configuration.
 mod exit {
     pub const OK: u8 = 0;
     /// A command failed (an action failed, an error reply, an I/O error).
@@ -134,6 +135,11 @@ struct ActionArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Up = cli.command {
+        // Before any thread exists (changing the environment races with readers): systemd's variables
+        // are tend's alone and must not reach the services, which inherit tend's environment.
+        tend::host::init_from_env();
+    }
     if let Cmd::Sim(args) = cli.command {
         return tend::sim::run_args(*args);
     }
@@ -234,6 +240,9 @@ async fn up(config_path: &Path) -> u8 {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{}", render_config_error(&err));
+            let first = err.to_string();
+            let first = first.lines().next().unwrap_or_default();
+            tend::host::notify_status(&format!("configuration invalid: {first}"));
             return exit::CONFIG;
         }
     };
@@ -244,33 +253,17 @@ async fn up(config_path: &Path) -> u8 {
             return exit::FAILED;
         }
     };
+    // SIGTERM/SIGINT/SIGQUIT are handled inside `run` (a second one needs the core's view).
     let shutdown = CancellationToken::new();
-    tokio::spawn(forward_signals(shutdown.clone()));
     match tend::run(config, shutdown).await {
         Ok(()) => exit::OK,
         Err(err) => {
             tracing::error!("{err}");
             eprintln!("tend: {err}");
+            tend::host::notify_status(&format!("failed: {err}"));
             exit::FAILED
         }
     }
-}
-
-/// SIGTERM / SIGINT: stop every service gracefully and exit.
-async fn forward_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
 }
 
 /// tend's own log: stderr and a daily-rotated file in the log dir (7 kept).
