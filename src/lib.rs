@@ -12,6 +12,8 @@
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
+//! - [`host`]: tend towards whatever started it: systemd (sd_notify readiness, status, watchdog) and
+//!   container runtimes (PID 1: termination signals, a second signal skips the stop grace).
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod host;
 pub mod logs;
 pub mod process;
 pub mod recovery;
@@ -38,6 +41,9 @@ pub enum RunError {
     Socket(#[from] control::SocketError),
     #[error(transparent)]
     Supervisor(#[from] core::SupervisorError),
+    /// A bug: the core panicked. The services were left running (a next tend adopts them).
+    #[error("the supervisor core crashed: {0}; the services were left running")]
+    CorePanicked(String),
 }
 
 /// How a run of the daemon ended.
@@ -51,8 +57,9 @@ pub enum RunEnd {
     Reexec(reexec::Listeners),
 }
 
-/// Runs the daemon until `shutdown` fires or a `shutdown` command arrives, then stops every service
-/// (or leaves them running, see [`core::ShutdownMode`]).
+/// Runs the daemon until `shutdown` fires, SIGTERM/SIGINT/SIGQUIT arrives or a `shutdown` command
+/// arrives, then stops every service (or leaves them running, see [`core::ShutdownMode`]; a second
+/// signal SIGKILLs what is still stopping).
 ///
 /// The control socket is bound first, so a second tend on the same socket fails before it starts anything.
 /// `inherited` holds the listeners of the tend that re-executed into this process, if it did.
@@ -61,6 +68,8 @@ pub async fn run(
     shutdown: CancellationToken,
     inherited: reexec::Inherited,
 ) -> Result<RunEnd, RunError> {
+    // host: termination handlers from the very start (as PID 1, a signal without one is dropped).
+    let signals = host::Terminations::install();
     let socket = match inherited.control {
         Some(fd) => control::server::inherit(&config.supervisor.socket, fd)?,
         None => control::bind(
@@ -131,7 +140,14 @@ pub async fn run(
         }
     };
     let control = tokio::spawn(socket.serve(context, shutdown.clone()));
-    let mode = core.await.unwrap_or_default();
+    // host: signals; under systemd READY=1 after the core's first answer, STATUS=, watchdog, STOPPING=1.
+    let host = host::spawn(handle.clone(), signals, shutdown.clone());
+    let core = core.await;
+    let mode = match &core {
+        Ok(mode) => *mode,
+        // A panicked core stopped nothing: the services run on for the next tend to adopt.
+        Err(_) => core::ShutdownMode::KeepServices,
+    };
     if mode == core::ShutdownMode::Reexec {
         keep_socket_file.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -144,6 +160,12 @@ pub async fn run(
         let _ = web.await;
     }
     checks.wait().await;
+    let _ = host.await;
+    if let Err(join) = core {
+        if join.is_panic() {
+            return Err(RunError::CorePanicked(panic_text(join.into_panic())));
+        }
+    }
     Ok(match mode {
         core::ShutdownMode::Stop => RunEnd::Stopped,
         core::ShutdownMode::KeepServices => RunEnd::KeptServices,
@@ -178,5 +200,14 @@ async fn reexec_on_request(
         }
     }
     tracing::info!("handing the services over to the new image");
+    host::notify_handing_over();
     let _ = core.shutdown(core::ShutdownMode::Reexec).await;
+}
+
+fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -14,7 +14,8 @@ use tend::core::{Outcome, ServiceStatus};
 use tend::logs::{format_line, Stream};
 use tokio_util::sync::CancellationToken;
 
-/// Exit codes, documented in README.md.
+/// Exit codes, documented in README.md. `tend up` (also as a container's PID 1) exits 0 after a clean
+/// shutdown, 1 when it could not start or its core crashed, 5 on an invalid configuration.
 mod exit {
     pub const OK: u8 = 0;
     /// A command failed (an action failed, an error reply, an I/O error).
@@ -146,6 +147,11 @@ fn main() -> ExitCode {
     tend::reexec::record_own_exe();
     let inherited = tend::reexec::Inherited::from_env();
     let cli = Cli::parse();
+    if let Cmd::Up = cli.command {
+        // Before any thread exists (changing the environment races with readers): systemd's variables
+        // are tend's alone and must not reach the services, which inherit tend's environment.
+        tend::host::init_from_env();
+    }
     if let Cmd::Sim(args) = cli.command {
         return tend::sim::run_args(*args);
     }
@@ -246,6 +252,9 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{}", render_config_error(&err));
+            let first = err.to_string();
+            let first = first.lines().next().unwrap_or_default();
+            tend::host::notify_status(&format!("configuration invalid: {first}"));
             return exit::CONFIG;
         }
     };
@@ -257,15 +266,15 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
         }
     };
     loop {
+        // SIGTERM/SIGINT/SIGQUIT are handled inside `run` (a second one needs the core's view).
         let shutdown = CancellationToken::new();
-        let signals = tokio::spawn(forward_signals(shutdown.clone()));
         let end = tend::run(config, shutdown, inherited).await;
-        signals.abort();
         let listeners = match end {
             Ok(tend::RunEnd::Stopped) | Ok(tend::RunEnd::KeptServices) => return exit::OK,
             Err(err) => {
                 tracing::error!("{err}");
                 eprintln!("tend: {err}");
+                tend::host::notify_status(&format!("failed: {err}"));
                 return exit::FAILED;
             }
             Ok(tend::RunEnd::Reexec(listeners)) => listeners,
@@ -274,7 +283,13 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
         tracing::info!(exe = %exe.display(), "executing the new binary");
         // Flush tend's own log first: the new image starts its own writer.
         drop(guard.take());
-        let err = tend::reexec::exec(&exe, &listeners, &[]);
+        // systemd's variables were taken out of tend's environment at start; the new image needs them.
+        let host_env: Vec<(String, String)> = tend::host::reexec_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned()))
+            .collect();
+        let err = tend::reexec::exec(&exe, &listeners, &host_env);
+        tend::host::notify_ready();
         // Still here: the exec failed. The services are running and saved; adopt them again in place.
         // (tend's own log file was closed for the switch: from here on its log goes to stderr only.)
         tracing::error!("{err}; this tend carries on and adopts the services again");
@@ -293,23 +308,6 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
             }
         };
     }
-}
-
-/// SIGTERM / SIGINT: stop every service gracefully and exit.
-async fn forward_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
 }
 
 /// tend's own log: stderr and a daily-rotated file in the log dir (7 kept).

@@ -298,7 +298,16 @@ impl Reloader {
             .to_string())
     }
 
+    /// Applies the files, with systemd told: the unit shows "reloading" until READY=1 (no-op outside
+    /// systemd; see `host`).
     async fn apply(&mut self, why: &str) -> Result<String, ReloadError> {
+        crate::host::notify_reloading();
+        let result = self.apply_files(why).await;
+        crate::host::notify_ready();
+        result
+    }
+
+    async fn apply_files(&mut self, why: &str) -> Result<String, ReloadError> {
         let new = self.load(why).await?;
         let diff = config::diff(&self.config, &new);
         // The last step that can fail comes before any change: open the new services' logs (with the

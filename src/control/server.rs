@@ -417,6 +417,18 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                 Some(false) => ShutdownMode::Stop,
                 None => ShutdownMode::configured(&ctx.config),
             };
+            if mode.keeps_services() && crate::host::is_pid1() {
+                return Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: "tend runs as PID 1: its services end with it, nothing could adopt them; \
+                              use `tend shutdown` (or `tend reexec` to restart tend alone)"
+                        .into(),
+                };
+            }
+            crate::host::notify_stopping(match mode {
+                ShutdownMode::Stop => "stopping: stopping every service",
+                _ => "stopping: leaving the services for the next tend",
+            });
             // Answer first: the core only replies once every service is down, and the client should know
             // the request was taken even if it does not wait that long.
             let core = core.clone();

@@ -40,10 +40,13 @@ pub enum ShutdownMode {
 
 impl ShutdownMode {
     /// The configured `on_shutdown` (SIGTERM, `tend shutdown` without a flag).
+    /// As PID 1, always `Stop`: the services end with tend's pid namespace, nothing could adopt them.
     pub fn configured(config: &Config) -> ShutdownMode {
         match config.supervisor.on_shutdown {
-            crate::config::OnShutdown::Stop => ShutdownMode::Stop,
-            crate::config::OnShutdown::KeepServices => ShutdownMode::KeepServices,
+            crate::config::OnShutdown::KeepServices if !crate::host::is_pid1() => {
+                ShutdownMode::KeepServices
+            }
+            _ => ShutdownMode::Stop,
         }
     }
 

@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod core;
 mod helper;
+mod lifecycle;
 mod recovery;
 mod reload;
 mod web;
