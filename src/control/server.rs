@@ -420,9 +420,10 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
             if mode.keeps_services() && crate::host::is_pid1() {
                 return Response::Error {
                     code: ErrorCode::BadRequest,
-                    message: "tend runs as PID 1: its services end with it, nothing could adopt them; \
+                    message:
+                        "tend runs as PID 1: its services end with it, nothing could adopt them; \
                               use `tend shutdown` (or `tend reexec` to restart tend alone)"
-                        .into(),
+                            .into(),
                 };
             }
             crate::host::notify_stopping(match mode {

@@ -1595,6 +1595,10 @@ impl Supervisor {
             ) else {
                 continue;
             };
+            if (cfg.max_log_size, cfg.log_keep) != (service.cfg.max_log_size, service.cfg.log_keep)
+            {
+                service.log.set_limits(cfg.max_log_size, cfg.log_keep);
+            }
             service.cfg = cfg;
             let keys = keys.join(", ");
             service.log.try_marker(format!(
@@ -1611,6 +1615,11 @@ impl Supervisor {
             ) else {
                 continue;
             };
+            if (cfg.max_log_size, cfg.log_keep) != (service.cfg.max_log_size, service.cfg.log_keep)
+            {
+                // The running log rotates by the new limits from its next line.
+                service.log.set_limits(cfg.max_log_size, cfg.log_keep);
+            }
             service.cfg = cfg;
             done.push(format!(
                 "{name}: changed ({}), applied without a restart",

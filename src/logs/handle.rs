@@ -243,7 +243,7 @@ impl ServiceLog {
 
     /// Changes rotation limits (config reload). Rotated files beyond the new `keep` are deleted now; a
     /// smaller `max_size` applies from the next line.
-    pub async fn set_limits(&self, max_size: u64, keep: usize) {
+    pub fn set_limits(&self, max_size: u64, keep: usize) {
         let _ = self.inner.tx.send(Msg::SetLimits { max_size, keep });
     }
 

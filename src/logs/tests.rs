@@ -405,7 +405,7 @@ async fn set_limits_prunes_rotated_files_and_changes_the_size() {
     log.flush().await.unwrap();
     assert_eq!(rotated_files(dir.path(), "svc").unwrap().len(), 5);
 
-    log.set_limits(10 << 20, 2).await;
+    log.set_limits(10 << 20, 2);
     log.flush().await.unwrap();
     let indexes: Vec<usize> = rotated_files(dir.path(), "svc")
         .unwrap()

@@ -314,3 +314,37 @@ fn a_restart_held_by_group_spacing_says_when_and_happens_then() {
     assert!(gap >= 1500, "restarted {gap} ms after the first start");
     assert_eq!(a2.last_start.unwrap().reason.to_string(), "config reload");
 }
+
+#[test]
+fn new_log_limits_apply_to_the_running_log_without_a_restart() {
+    let chatty = |limit: &str| {
+        format!(
+            "[services.chatty]\ncommand = [\"sh\", \"-c\", \"while :; do echo a line of forty bytes or so, again; sleep 0.005; done\"]\n\
+             start_grace = \"100ms\"\nmax_log_size = \"{limit}\"\nlog_keep = 2\n"
+        )
+    };
+    let world = World::new(&chatty("10MiB"));
+    let _tend = world.up_with_env(&[("TEND_WATCH_CONFIG", "0")]);
+    let pid = pid_of(&world, "chatty");
+    let rotated = world.path().join("logs/chatty.log.1");
+    assert!(!rotated.exists());
+
+    world.write_config(&chatty("4KiB"));
+    let out = world.tend(&["reload"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("applied without a restart"),
+        "{}",
+        stdout(&out)
+    );
+    wait_for(T, "the running log rotated at the new size", || {
+        rotated.exists().then_some(())
+    });
+    let size = std::fs::metadata(&rotated).unwrap().len();
+    assert!(size <= 8 * 1024, "rotated at {size} bytes, not near 4 KiB");
+    assert_eq!(
+        world.service("chatty").pid,
+        Some(pid),
+        "the service was restarted"
+    );
+}
