@@ -11,6 +11,7 @@
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
+//! - [`schedule`]: `[[schedule]]` cron entries: run times (pure) and the runner that performs them.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
 
 use std::sync::Arc;
@@ -66,10 +67,18 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         clock,
         shutdown.clone(),
     );
+    let http = reqwest::Client::new();
+    let (schedules, scheduler) = schedule::runner::spawn(
+        config.clone(),
+        schedule::Actions::new(handle.clone(), monitor.clone(), http.clone()),
+        clock,
+        shutdown.clone(),
+    );
     let (reload, reloader) = reload::spawn(
         config.clone(),
         handle.clone(),
         monitor.clone(),
+        schedules.clone(),
         shutdown.clone(),
     );
     let core = tokio::spawn(supervisor.run());
@@ -77,8 +86,9 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
         core: handle.clone(),
         monitor,
         config: config.clone(),
-        http: reqwest::Client::new(),
+        http,
         reload: Some(reload),
+        schedules: Some(schedules),
     };
     let web = match web::bind(context.clone(), shutdown.clone()) {
         Ok(web) => web.map(|server| tokio::spawn(server.serve())),
@@ -95,6 +105,7 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<
     shutdown.cancel();
     let _ = control.await;
     let _ = reloader.await;
+    let _ = scheduler.await;
     if let Some(web) = web {
         let _ = web.await;
     }

@@ -23,6 +23,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Live reload (`tend reload` / `tend reread`); `None` where nothing watches the configuration.
     pub reload: Option<crate::reload::ReloadHandle>,
+    /// The schedule runner (`tend schedules`); `None` where no runner runs.
+    pub schedules: Option<crate::schedule::ScheduleHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -358,6 +360,10 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
         Request::Reload => match &ctx.reload {
             Some(reload) => reload_reply(reload.reload("tend reload").await),
             None => no_reload(),
+        },
+        Request::Schedules => Response::Schedules {
+            at_ms: crate::clock::Clock::new().now_ms(),
+            schedules: ctx.schedules.as_ref().map(|s| s.list()).unwrap_or_default(),
         },
         Request::Reread => match &ctx.reload {
             Some(reload) => reload_reply(reload.reread().await),

@@ -61,7 +61,22 @@ pub fn with_running_plugins<R>(f: impl FnOnce(&BTreeSet<u32>) -> R) -> R {
 }
 
 /// Takes a plugin's pid out of [`RUNNING`] when its run ends, whichever way.
-struct Registered(u32);
+pub struct Registered(u32);
+
+/// Spawns `command` with its pid in the set the orphan reaper skips (see [`with_running_plugins`])
+/// until the returned guard is dropped, for tend's other short-lived children (scheduled `exec`
+/// commands). Drop the guard only after the child was waited for (or dropped).
+pub fn spawn_tracked(
+    command: &mut Command,
+) -> std::io::Result<(tokio::process::Child, Option<Registered>)> {
+    let mut running = running();
+    let child = command.spawn()?;
+    let registered = child.id().map(|pid| {
+        running.insert(pid);
+        Registered(pid)
+    });
+    Ok((child, registered))
+}
 
 impl Drop for Registered {
     fn drop(&mut self) {
