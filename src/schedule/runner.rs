@@ -699,11 +699,15 @@ impl<P: Perform> Runner<P> {
                 config: self.config.clone(),
                 at_ms: start.at_ms,
             };
+            let on = match &job.spec.action {
+                ScheduleAction::Exec { command, .. } => shell_words::join(command),
+                _ => job.spec.services.join(", "),
+            };
             tracing::info!(
                 schedule = %job.spec.name,
-                "scheduled {} {}",
+                "schedule {}: {} {on}",
+                job.spec.name,
                 job.spec.action.name(),
-                job.spec.services.join(", ")
             );
             let performed = self.perform.perform(job);
             let (id, at) = (start.id, start.at_ms);

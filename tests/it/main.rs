@@ -7,4 +7,5 @@ mod core;
 mod helper;
 mod recovery;
 mod reload;
+mod schedule;
 mod web;
