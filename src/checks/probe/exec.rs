@@ -60,7 +60,7 @@ pub fn with_running_plugins<R>(f: impl FnOnce(&BTreeSet<u32>) -> R) -> R {
     f(&running())
 }
 
-/// Takes a plugin's pid out of [`RUNNING`] when its run ends, whichever way.
+/// Takes a child's pid out of the reaper's skip list (`RUNNING`) when its run ends, whichever way.
 pub struct Registered(u32);
 
 /// Spawns `command` with its pid in the set the orphan reaper skips (see [`with_running_plugins`])
