@@ -11,6 +11,7 @@
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
+//! - [`schedule`]: `[[schedule]]` cron entries: run times (pure) and the runner that performs them.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
 //! - [`host`]: tend towards whatever started it: systemd (sd_notify readiness, status, watchdog) and
 //!   container runtimes (PID 1: termination signals, a second signal skips the stop grace).
@@ -99,10 +100,18 @@ pub async fn run(
         clock,
         shutdown.clone(),
     );
+    let http = reqwest::Client::new();
+    let (schedules, scheduler) = schedule::runner::spawn(
+        config.clone(),
+        schedule::Actions::new(handle.clone(), monitor.clone(), http.clone()),
+        clock,
+        shutdown.clone(),
+    );
     let (reload, reloader) = reload::spawn(
         config.clone(),
         handle.clone(),
         monitor.clone(),
+        schedules.clone(),
         shutdown.clone(),
     );
     let core = tokio::spawn(supervisor.run());
@@ -111,9 +120,10 @@ pub async fn run(
         core: handle.clone(),
         monitor,
         config: config.clone(),
-        http: reqwest::Client::new(),
+        http,
         reload: Some(reload),
         reexec: Some(reexec_tx.clone()),
+        schedules: Some(schedules),
     };
     let reexec_task = tokio::spawn(reexec_on_request(
         handle.clone(),
@@ -156,6 +166,7 @@ pub async fn run(
     reexec_task.abort();
     let _ = control.await;
     let _ = reloader.await;
+    let _ = scheduler.await;
     if let Some(web) = web {
         let _ = web.await;
     }

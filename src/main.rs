@@ -123,6 +123,11 @@ enum Cmd {
     Reload,
     /// Re-read the configuration and show what `tend reload` would change, changing nothing.
     Reread,
+    /// The `[[schedule]]` entries: cron, action, services, next run, last run and its outcome.
+    Schedules {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that the configuration is valid, print every problem.
     Check,
     /// Print an argon2id hash of a password (from stdin, or asked for twice on a terminal) for
@@ -455,6 +460,10 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
         }
         Cmd::Reload => Request::Reload,
         Cmd::Reread => Request::Reread,
+        Cmd::Schedules { json } => {
+            json_out = json;
+            Request::Schedules
+        }
         Cmd::Up | Cmd::Check | Cmd::HashPassword | Cmd::Sim(_) => {
             unreachable!("handled before connecting")
         }
@@ -544,6 +553,15 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                     _ => exit::FAILED,
                 });
             }
+            Response::Schedules { at_ms, schedules } => {
+                if json_out {
+                    serde_json::to_writer_pretty(&mut out, &schedules)?;
+                    writeln!(out)?;
+                } else {
+                    write!(out, "{}", render_schedules(&schedules, at_ms))?;
+                }
+                return Ok(exit::OK);
+            }
             Response::Pong { version, pid } => {
                 writeln!(out, "tend {version} (pid {pid})")?;
                 return Ok(exit::OK);
@@ -595,6 +613,59 @@ fn render_checks(rows: &[tend::control::protocol::CheckRow], now: i64) -> String
         })
         .collect();
     render_table(&header, &table)
+}
+
+/// `tend schedules`: one row per schedule, its latest outcome's message on a line of its own.
+fn render_schedules(schedules: &[tend::schedule::ScheduleView], now: i64) -> String {
+    use tend::schedule::runner::utc_time;
+    if schedules.is_empty() {
+        return "no schedules ([[schedule]] entries in the configuration)\n".to_string();
+    }
+    let header = [
+        "NAME", "CRON", "ACTION", "SERVICES", "NEXT RUN", "LAST RUN", "OUTCOME",
+    ];
+    let rows: Vec<Vec<String>> = schedules
+        .iter()
+        .map(|s| {
+            let next = match (s.enabled, s.next_ms) {
+                (false, _) => "disabled".to_string(),
+                (true, None) => "never".to_string(),
+                (true, Some(at)) => format!("{} (in {})", utc_time(at), human_ms(at - now)),
+            };
+            let (last, outcome) = match (s.running_since_ms, s.last()) {
+                (Some(since), _) => (utc_time(since), "running".to_string()),
+                (None, Some(run)) => (utc_time(run.at_ms), run.status.to_string()),
+                (None, None) => ("-".to_string(), "-".to_string()),
+            };
+            let services = match (&s.detail, s.services.is_empty()) {
+                (Some(detail), true) => detail.clone(),
+                (_, true) => "-".to_string(),
+                (_, false) => s.services.join(","),
+            };
+            vec![
+                s.name.clone(),
+                s.cron.clone(),
+                s.action.clone(),
+                services,
+                next,
+                last,
+                outcome,
+            ]
+        })
+        .collect();
+    let table = render_table(&header, &rows);
+    let mut out = String::new();
+    for (line, s) in table
+        .lines()
+        .zip(std::iter::once(None).chain(schedules.iter().map(Some)))
+    {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(run) = s.and_then(|s| s.last()) {
+            out.push_str(&format!("  └ {}\n", run.message));
+        }
+    }
+    out
 }
 
 fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {

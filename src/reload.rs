@@ -5,8 +5,9 @@
 //! reload is all-or-nothing: the files are parsed and validated completely, and the logs of added
 //! services opened, before anything changes; a broken file only records its error in the core's
 //! snapshot (`tend status`, the page) until a good reload clears it. Applying is the core's job
-//! ([`crate::core::CoreHandle::reload`]) and the monitor's ([`crate::checks::monitor::MonitorHandle::apply`]);
-//! this module must not touch service state itself.
+//! ([`crate::core::CoreHandle::reload`]), the monitor's ([`crate::checks::monitor::MonitorHandle::apply`])
+//! and the schedule runner's ([`crate::schedule::ScheduleHandle::apply`]); this module must not touch
+//! service state itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::checks::monitor::MonitorHandle;
 use crate::config::{self, Config};
 use crate::core::{CoreGone, CoreHandle};
 use crate::logs::{LogSettings, ServiceLog};
+use crate::schedule::ScheduleHandle;
 
 /// Quiet time after the last file event before a reload: an editor's save is several events (write a
 /// temp file, rename it over the original, touch the directory), and a save of several files at once
@@ -103,6 +105,7 @@ pub fn spawn(
     config: Arc<Config>,
     core: CoreHandle,
     monitor: MonitorHandle,
+    schedules: ScheduleHandle,
     shutdown: CancellationToken,
 ) -> (ReloadHandle, tokio::task::JoinHandle<()>) {
     let (triggers_tx, triggers) = mpsc::channel(16);
@@ -125,6 +128,7 @@ pub fn spawn(
         config,
         core,
         monitor,
+        schedules,
         current: current_tx,
         watcher,
         watched: BTreeSet::new(),
@@ -171,6 +175,7 @@ struct Reloader {
     config: Arc<Config>,
     core: CoreHandle,
     monitor: MonitorHandle,
+    schedules: ScheduleHandle,
     current: watch::Sender<Arc<Config>>,
     watcher: Option<notify::RecommendedWatcher>,
     /// Directories watched now.
@@ -342,7 +347,14 @@ impl Reloader {
         }
         let new = Arc::new(new);
         self.monitor.apply(&new, &logs);
-        let done = self.core.reload(new.clone(), logs).await?;
+        let mut done = self.core.reload(new.clone(), logs).await?;
+        // Schedules follow the services they act on: applied after the core knows the new ones.
+        done.extend(
+            self.schedules
+                .apply(new.clone())
+                .await
+                .map_err(|_| CoreGone)?,
+        );
         self.config = new.clone();
         self.current.send_replace(new);
         self.watch();

@@ -186,6 +186,7 @@ function render(view) {
   renderBanners(view);
   renderGroups(view);
   renderCards(view);
+  renderSchedules(view);
 }
 
 function fillOptions(view) {
@@ -242,6 +243,9 @@ function currentRecoveryService(r) {
 function tick() {
   for (const c of document.querySelectorAll('.countdown')) {
     c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - serverNow()) + ' left';
+  }
+  for (const c of document.querySelectorAll('.next-in')) {
+    c.textContent = 'in ' + human(Number(c.dataset.at) - serverNow());
   }
 }
 
@@ -314,6 +318,33 @@ function cardContent(s) {
     s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checks) : null,
     buttons,
   ].filter(Boolean);
+}
+
+// ---------- schedules ----------
+
+function renderSchedules(view) {
+  const list = view.schedules || [];
+  const body = $('schedules').querySelector('tbody');
+  body.replaceChildren();
+  for (const s of list) {
+    const last = s.runs[0];
+    let next;
+    if (!s.enabled) next = el('span', { class: 'muted', text: 'disabled' });
+    else if (s.next_ms === null || s.next_ms === undefined) next = el('span', { class: 'muted', text: 'never' });
+    else next = el('span', { title: new Date(s.next_ms).toISOString() },
+      when(s.next_ms), ' ', el('span', { class: 'next-in muted', 'data-at': s.next_ms, text: 'in ' + human(s.next_ms - serverNow()) }));
+    let outcome;
+    if (s.running_since_ms) outcome = el('span', { class: 'run running', text: 'running' });
+    else if (last) outcome = el('span', {}, el('span', { class: 'run ' + last.status, text: last.status }), ' ', el('span', { class: 'msg', text: last.message }));
+    else outcome = el('span', { class: 'muted', text: 'not run yet' });
+    const on = s.services.length ? s.services.join(', ') : (s.detail || '—');
+    body.append(el('tr', { 'data-schedule': s.name },
+      el('td', { text: s.name }), el('td', { class: 'mono', text: s.cron }), el('td', { text: s.action }),
+      el('td', { class: s.services.length ? '' : 'mono', text: on }), el('td', {}, next),
+      el('td', { text: last ? when(last.at_ms) : '—' }), el('td', {}, outcome)));
+  }
+  $('schedules-empty').hidden = list.length > 0;
+  $('schedules').hidden = list.length === 0;
 }
 
 // ---------- actions ----------

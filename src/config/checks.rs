@@ -740,23 +740,29 @@ impl Validator {
         };
         let mut command = self.command(field);
         if let Some(program) = command.first_mut() {
-            if let Some(resolved) = self.exec_program(field, program) {
+            if let Some(resolved) = self.exec_program(field, program, "the check") {
                 *program = resolved;
             }
         }
         CheckKind::Exec { command }
     }
 
-    /// A program path with a `/` is resolved against the check file's directory and must be an
-    /// executable file; a bare name is looked up in PATH when it runs, like a service's command.
-    fn exec_program(&mut self, field: &Field, program: &str) -> Option<String> {
+    /// A program path with a `/` is resolved against the directory of the file that defines `what`
+    /// (a check or a schedule) and must be an executable file; a bare name is looked up in PATH when
+    /// it runs, like a service's command.
+    pub(super) fn exec_program(
+        &mut self,
+        field: &Field,
+        program: &str,
+        what: &str,
+    ) -> Option<String> {
         if !program.contains('/') {
             return None;
         }
         let path = normalize(&self.config_dir.join(program));
         let where_from = format!(
             "relative program paths are resolved against the directory of the file that defines \
-             the check ({})",
+             {what} ({})",
             self.config_dir.display()
         );
         let problem = match std::fs::metadata(&path) {

@@ -21,6 +21,10 @@
 //! `needs_tend_restart`. The other `[supervisor]` keys need no entry of their own: `max_log_size` and
 //! `log_keep` are defaults already folded into each service, and `checks_dir` shows as checks added
 //! and removed.
+//!
+//! `[[schedule]]` entries are compared by name (`schedules_*`); a schedule change never restarts a
+//! service: the schedule runner picks the new set up, keeping the last runs of schedules whose name
+//! and cron are unchanged.
 
 use super::{CheckConfig, Config, ServiceConfig, SupervisorSettings};
 
@@ -44,6 +48,11 @@ pub struct ConfigDiff {
     pub checks_changed: Vec<String>,
     /// `[alerts]` changed.
     pub alerts_changed: bool,
+    /// `[[schedule]]` entries by name: added, removed, and changed in any key. None needs a restart
+    /// of anything.
+    pub schedules_added: Vec<String>,
+    pub schedules_removed: Vec<String>,
+    pub schedules_changed: Vec<String>,
     /// `[supervisor]` keys that only take effect when tend itself restarts: key and "old -> new".
     pub needs_tend_restart: Vec<(&'static str, String)>,
 }
@@ -105,6 +114,17 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         .collect();
 
     diff.alerts_changed = old.alerts != new.alerts;
+    let old_schedules: std::collections::BTreeMap<String, _> =
+        old.schedules.iter().map(|s| (s.name.clone(), s)).collect();
+    let new_schedules: std::collections::BTreeMap<String, _> =
+        new.schedules.iter().map(|s| (s.name.clone(), s)).collect();
+    diff.schedules_added = added(&old_schedules, &new_schedules);
+    diff.schedules_removed = added(&new_schedules, &old_schedules);
+    diff.schedules_changed = old_schedules
+        .iter()
+        .filter(|(name, spec)| new_schedules.get(*name).is_some_and(|n| n != *spec))
+        .map(|(name, _)| name.clone())
+        .collect();
     diff.needs_tend_restart = supervisor_changes(&old.supervisor, &new.supervisor);
     diff
 }
@@ -154,6 +174,15 @@ impl ConfigDiff {
         }
         if self.alerts_changed {
             lines.push("alerts: changed".to_string());
+        }
+        for (names, what) in [
+            (&self.schedules_added, "added"),
+            (&self.schedules_removed, "removed"),
+            (&self.schedules_changed, "changed"),
+        ] {
+            for name in names {
+                lines.push(format!("schedule {name}: {what}"));
+            }
         }
         for (key, change) in &self.needs_tend_restart {
             lines.push(format!(
@@ -543,5 +572,32 @@ kind = "tcp"
             .collect();
         // The socket's default lives in the state dir, so it moves along.
         assert_eq!(keys, vec!["socket", "state_dir"]);
+    }
+
+    #[test]
+    fn schedule_changes_restart_nothing() {
+        let schedules = "\n[[schedule]]\ncron = \"0 0,30 * * * *\"\naction = \"reload_cache\"\nservices = [\"send_text\"]\n\n[[schedule]]\nname = \"report\"\ncron = \"0 0 4 * * *\"\naction = \"diagnose\"\n";
+        let with = format!("{BASE}{schedules}");
+        let diff = diff_texts(BASE, &with);
+        assert_eq!(
+            diff.schedules_added,
+            vec!["reload_cache-send_text".to_string(), "report".to_string()]
+        );
+        assert!(diff.services_restart.is_empty() && diff.services_updated.is_empty());
+        assert!(diff.needs_tend_restart.is_empty());
+        assert_eq!(
+            diff.render(),
+            "schedule reload_cache-send_text: added\nschedule report: added\n"
+        );
+
+        let moved = with.replace("0 0 4 * * *", "0 30 4 * * *");
+        let diff = diff_texts(&with, &moved);
+        assert_eq!(diff.schedules_changed, vec!["report".to_string()]);
+        assert!(diff.services_restart.is_empty() && diff.services_updated.is_empty());
+
+        let diff = diff_texts(&with, BASE);
+        assert_eq!(diff.schedules_removed.len(), 2);
+        assert!(!diff.is_empty());
+        assert!(diff_texts(&with, &with).is_empty());
     }
 }

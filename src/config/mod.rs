@@ -3,7 +3,8 @@
 //!
 //! Two layers. `raw` mirrors each file as a tree of spanned values and declares the keys of each table
 //! (unknown keys are errors, and all of them are reported, not just the first); `validate` (with
-//! `checks` for `[checks.NAME]` and the check files) turns it into the typed structs below, collecting
+//! `checks` for `[checks.NAME]` and the check files, `schedules` for `[[schedule]]`) turns it into the
+//! typed structs below, collecting
 //! *every* problem of every file as a [`Diagnostic`] that names file, line, column and key. Nothing
 //! outside this module sees the raw layer. `docs/config-reference.md` documents every key; a test keeps
 //! it in step with the declared tables.
@@ -24,6 +25,7 @@ mod duration;
 mod envfile;
 mod error;
 mod raw;
+mod schedules;
 mod suggest;
 #[cfg(test)]
 mod tests;
@@ -51,6 +53,9 @@ pub struct Config {
     pub alerts: AlertSettings,
     /// `[web]`: the status page; `None` (no `[web]` table) = no web server.
     pub web: Option<WebSettings>,
+    /// `[[schedule]]` entries in file order: cron expressions with an action, validated (names
+    /// unique, expressions compiled, dialog-fetching schedules of one account staggered).
+    pub schedules: Vec<crate::schedule::ScheduleSpec>,
 }
 
 /// `[web]`: the password-protected status page.

@@ -399,6 +399,7 @@ declare_table! {
         checks,
         alerts,
         web,
+        schedule,
     }
 }
 
@@ -408,7 +409,7 @@ declare_table! {
         checks,
     }
     help = "a file in checks_dir holds only [checks.NAME] tables; [supervisor], [groups], \
-            [services] and [alerts] belong in supervisor.toml";
+            [services], [alerts] and [[schedule]] belong in supervisor.toml";
 }
 
 declare_table! {
@@ -502,6 +503,32 @@ declare_table! {
         users,
     }
 }
+
+declare_table! {
+    /// One `[[schedule]]`: the keys of every action; `config::schedules` reports a key of another
+    /// action (see [`SCHEDULE_ACTION_KEYS`]).
+    struct RawSchedule {
+        name,
+        cron,
+        action,
+        services,
+        command,
+        timeout,
+        alert,
+        enabled,
+    }
+}
+
+/// Keys every `[[schedule]]` accepts, whatever its action.
+pub(crate) const SCHEDULE_COMMON_KEYS: &[&str] = &["name", "cron", "action", "enabled"];
+
+/// The actions of `[[schedule]]`, in the order the reference lists them, with the keys each adds.
+pub(crate) const SCHEDULE_ACTION_KEYS: &[(&str, &[&str])] = &[
+    ("reload_cache", &["services"]),
+    ("restart", &["services"]),
+    ("diagnose", &["alert"]),
+    ("exec", &["command", "timeout"]),
+];
 
 declare_table! {
     /// One `[[web.users]]`.

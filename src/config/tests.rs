@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::raw::{
     RawAlerts, RawBackoff, RawCheck, RawCheckFile, RawFile, RawGroup, RawOnFail, RawPattern,
-    RawRecovery, RawService, RawSupervisor, RawWeb, RawWebUser,
+    RawRecovery, RawSchedule, RawService, RawSupervisor, RawWeb, RawWebUser,
 };
 use super::*;
 
@@ -308,6 +308,7 @@ fn minimal_fixture_fills_every_default() {
         checks: BTreeMap::new(),
         alerts: default_alerts(),
         web: None,
+        schedules: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -365,6 +366,7 @@ fn telethon_fixture_parses_into_the_expected_config() {
         checks: BTreeMap::new(),
         alerts: default_alerts(),
         web: None,
+        schedules: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -652,6 +654,7 @@ fn full_fixture_reads_every_key() {
             retry_delay: Duration::from_millis(500),
         },
         web: None,
+        schedules: Vec::new(),
     };
     // Check by check first: a difference in one is easier to read than in the whole config.
     for (name, check) in &expected.checks {
@@ -762,6 +765,155 @@ fn the_shipped_config_loads_with_the_shipped_checks() {
         .collect();
     assert_eq!(shipped, expected);
     assert_eq!(config.groups["telegram"].recovery, default_recovery());
+
+    // The dialog-cache refresh: each service every 30 minutes, a quarter of an hour apart (more than
+    // the group's 11m spacing, which the validation checks).
+    let schedules: Vec<(&str, &str, &str, Vec<String>)> = config
+        .schedules
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.cron.as_str(),
+                s.action.name(),
+                s.services.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        schedules,
+        vec![
+            (
+                "reload_cache-send_text",
+                "0 0,30 * * * *",
+                "reload_cache",
+                strings(&["send_text"])
+            ),
+            (
+                "reload_cache-send_media",
+                "0 15,45 * * * *",
+                "reload_cache",
+                strings(&["send_media"])
+            ),
+        ]
+    );
+    assert!(config.schedules.iter().all(|s| s.enabled));
+}
+
+#[test]
+fn schedules_fixture_reads_every_schedule_key() {
+    use crate::schedule::{ScheduleAction, ScheduleSpec};
+    let dir = fixture_dir("good");
+    let config = load(&dir.join("schedules.toml")).unwrap_or_else(|err| panic!("{err}"));
+    let spec = |name: &str, cron: &str, action: ScheduleAction, services: &[&str]| ScheduleSpec {
+        name: name.to_string(),
+        cron: cron.to_string(),
+        action,
+        services: strings(services),
+        enabled: true,
+    };
+    let expected = vec![
+        spec(
+            "reload_cache-send_text",
+            "0 0,30 * * * *",
+            ScheduleAction::ReloadCache,
+            &["send_text"],
+        ),
+        spec(
+            "reload_cache-send_media",
+            "15,45 * * * *",
+            ScheduleAction::ReloadCache,
+            &["send_media"],
+        ),
+        ScheduleSpec {
+            enabled: false,
+            ..spec(
+                "worker-nightly",
+                "0 0 3 * * *",
+                ScheduleAction::Restart,
+                // "all", in name order.
+                &["send_media", "send_text", "worker"],
+            )
+        },
+        spec(
+            "report",
+            "@daily",
+            ScheduleAction::Diagnose { alert: true },
+            &[],
+        ),
+        spec(
+            "diagnose",
+            "0 7 * * * *",
+            ScheduleAction::Diagnose { alert: false },
+            &[],
+        ),
+        spec(
+            "exec-ready_sh",
+            "0 0 5 * * SUN",
+            ScheduleAction::Exec {
+                command: vec![
+                    dir.join("full.checks/plugins/ready.sh")
+                        .display()
+                        .to_string(),
+                    "--quiet".to_string(),
+                ],
+                cwd: dir.clone(),
+                timeout: secs(300),
+            },
+            &[],
+        ),
+    ];
+    assert_eq!(config.schedules, expected);
+}
+
+#[test]
+fn schedule_services_expand_groups_and_all_without_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[groups.g]\n[services.a]\ncommand = \"x\"\ngroup = \"g\"\n\
+                [services.b]\ncommand = \"x\"\n\
+                [[schedule]]\ncron = \"0 0 4 * * *\"\naction = \"restart\"\nservices = [\"b\", \"g\", \"a\"]\n\
+                [[schedule]]\ncron = \"0 0 5 * * *\"\naction = \"restart\"\nservices = [\"*\"]\n";
+    let config = load_text(&dir, text).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.schedules[0].services, ["b", "a"]);
+    assert_eq!(config.schedules[0].name, "restart-b-a");
+    assert_eq!(config.schedules[1].services, ["a", "b"]);
+    // A name derived from many services grows past the name rule: the entry must be named.
+    let many: String = (0..12)
+        .map(|i| format!("[services.service_{i}]\ncommand = \"x\"\n"))
+        .collect();
+    let text = format!(
+        "{many}[[schedule]]\ncron = \"0 0 4 * * *\"\naction = \"restart\"\nservices = [\"all\"]\n"
+    );
+    let err = load_text(&dir, &text).unwrap_err().to_string();
+    assert!(err.contains("[[schedule]] #1 needs a `name`"), "{err}");
+}
+
+#[test]
+fn a_staggered_pair_passes_and_moving_one_into_the_spacing_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = |media: &str| {
+        format!(
+            "[groups.t]\nmin_start_spacing = \"2s\"\n\
+             [services.a]\ncommand = \"x\"\ngroup = \"t\"\nport = 1\n\
+             [services.b]\ncommand = \"x\"\ngroup = \"t\"\nport = 2\n\
+             [[schedule]]\ncron = \"0/6 * * * * *\"\naction = \"reload_cache\"\nservices = [\"a\"]\n\
+             [[schedule]]\ncron = \"{media}\"\naction = \"reload_cache\"\nservices = [\"b\"]\n"
+        )
+    };
+    // Seconds 0, 6, 12, ... and 3, 9, 15, ...: 3 s apart, more than the 2 s spacing.
+    let config = load_text(&dir, &pair("3/6 * * * * *")).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.schedules.len(), 2);
+    // 2 s apart is the spacing exactly: the later reload would be refused by milliseconds.
+    let err = load_text(&dir, &pair("2/6 * * * * *")).unwrap_err();
+    let [only] = err.diagnostics() else {
+        panic!("{err}")
+    };
+    assert_eq!(only.key.as_deref(), Some("schedule[2].cron"));
+    assert!(
+        only.message.contains("can run 2s apart") && only.message.contains("spacing is 2s"),
+        "{}",
+        only.message
+    );
 }
 
 #[test]
@@ -1186,7 +1338,7 @@ fn the_reference_documents_every_key() {
         "/docs/config-reference.md"
     ))
     .unwrap();
-    let tables: [(&str, &[&str]); 13] = [
+    let tables: [(&str, &[&str]); 14] = [
         ("top level", RawFile::KEYS),
         ("a check file's top level", RawCheckFile::KEYS),
         ("[supervisor]", RawSupervisor::KEYS),
@@ -1200,6 +1352,7 @@ fn the_reference_documents_every_key() {
         ("[[checks.NAME.pattern]]", RawPattern::KEYS),
         ("[web]", RawWeb::KEYS),
         ("[[web.users]]", RawWebUser::KEYS),
+        ("[[schedule]]", RawSchedule::KEYS),
     ];
     for (table, keys) in tables {
         for key in keys {
@@ -1207,6 +1360,7 @@ fn the_reference_documents_every_key() {
                 reference.contains(&format!("| `{key}` |"))
                     || reference.contains(&format!("`[{key}]`"))
                     || reference.contains(&format!("`[{key}.NAME]`"))
+                    || reference.contains(&format!("`[[{key}]]`"))
                     || reference.contains(&format!("`[[checks.NAME.{key}]]`")),
                 "docs/config-reference.md does not document `{key}` of {table}"
             );
@@ -1240,6 +1394,7 @@ fn the_reference_example_is_valid() {
     );
     assert!(config.alerts.webhook.is_some());
     assert!(config.checks["cache"].readiness);
+    assert_eq!(config.schedules.len(), 3);
 }
 
 /// Odd but possible inputs give diagnostics (or a config), never a panic.

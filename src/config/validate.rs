@@ -25,6 +25,7 @@ use super::raw::{
     self, Field, RawAlerts, RawBackoff, RawFile, RawGroup, RawRecovery, RawService, RawSupervisor,
     Span, Table, Value,
 };
+use super::schedules::ScheduleTargets;
 use super::suggest::did_you_mean;
 use super::values::{normalize, SizeRule};
 use super::{
@@ -79,7 +80,8 @@ const SIGNALS: &[(&str, i32)] = &[
     ("KILL", libc::SIGKILL),
 ];
 
-const NAME_RULE: &str = "names must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ (letters, digits, `_` \
+pub(super) const NAME_RULE: &str =
+    "names must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ (letters, digits, `_` \
      and `-`, starting with a letter or digit, at most 64 characters) because they become file \
      names and URLs";
 
@@ -120,6 +122,15 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         services: &services,
         declared: &declared_services,
     };
+    let schedules = v.schedules(
+        file.schedule.as_ref(),
+        &ScheduleTargets {
+            services: &services,
+            declared: &declared_services,
+            groups: &groups,
+            alerts: &alerts,
+        },
+    );
     let mut checks = CheckSet::default();
     v.checks(file.checks.as_ref(), &source, &targets, &mut checks);
     // Drop-ins last: their diagnostics follow supervisor.toml's, and a name clash is reported at
@@ -134,6 +145,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         checks: checks.into_checks(),
         alerts,
         web,
+        schedules,
     })
 }
 

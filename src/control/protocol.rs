@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::diagnose::Diagnosis;
 use crate::core::{ActionResult, CheckView, Snapshot};
 use crate::logs::{LogLine, Stream};
+use crate::schedule::ScheduleView;
 
 /// Bumped on any incompatible change; a daemon answers other versions with `unsupported_version`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -77,6 +78,8 @@ pub enum Request {
     Reload,
     /// Re-read the configuration and show the planned change without applying it.
     Reread,
+    /// Every `[[schedule]]` entry with its next run and recent outcomes.
+    Schedules,
 }
 
 fn default_lines() -> usize {
@@ -127,6 +130,11 @@ pub enum Response {
     },
     Diagnosis {
         diagnosis: Diagnosis,
+    },
+    /// The schedules in configuration order; `at_ms` is the daemon's clock (for "in 4m10s").
+    Schedules {
+        at_ms: i64,
+        schedules: Vec<ScheduleView>,
     },
     Error {
         code: ErrorCode,

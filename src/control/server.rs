@@ -25,6 +25,8 @@ pub struct Context {
     pub reload: Option<crate::reload::ReloadHandle>,
     /// Asks the daemon to re-execute itself (`tend reexec`); `None` where no daemon can.
     pub reexec: Option<tokio::sync::mpsc::Sender<()>>,
+    /// The schedule runner (`tend schedules`); `None` where no runner runs.
+    pub schedules: Option<crate::schedule::ScheduleHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -393,6 +395,10 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
         Request::Reload => match &ctx.reload {
             Some(reload) => reload_reply(reload.reload("tend reload").await),
             None => no_reload(),
+        },
+        Request::Schedules => Response::Schedules {
+            at_ms: crate::clock::Clock::new().now_ms(),
+            schedules: ctx.schedules.as_ref().map(|s| s.list()).unwrap_or_default(),
         },
         Request::Reread => match &ctx.reload {
             Some(reload) => reload_reply(reload.reread().await),

@@ -1,11 +1,13 @@
-//! Schedules (`[schedules.NAME]`, issue 7): cron expressions turned into run times, the rule for runs
-//! missed while tend was down, and the check that two dialog-fetching schedules never share a minute.
+//! Schedules (`[[schedule]]` entries, issue 7): cron expressions turned into run times, the rule for
+//! runs missed while tend was down, and the check that two dialog-fetching schedules of one account
+//! never run too close together.
 //!
-//! Pure logic over explicit time: every time is UTC epoch milliseconds passed in by the caller, so
-//! there is no daylight-saving gap or repeat to worry about and tests cover days in microseconds. This
-//! module must not read the clock, sleep, persist anything or perform an action: the core asks
-//! [`Schedule::due`] when a schedule's timer fires, performs the action through the same gate as
-//! every start, and records the time.
+//! This file is pure logic over explicit time: every time is UTC epoch milliseconds passed in by the
+//! caller, so there is no daylight-saving gap or repeat to worry about and tests cover days in
+//! microseconds. It must not read the clock, sleep, persist anything or perform an action. The
+//! [`runner`] owns the timers, the persisted last-run times and the actions: when a schedule's timer
+//! fires it asks [`Schedule::due`], performs the action through the core's handle (the same gate as
+//! every start) and records the time.
 //!
 //! Expressions are those of the `cron` crate: six or seven fields, `sec min hour day-of-month month
 //! day-of-week [year]`, plus `@hourly`, `@daily`, `@weekly`, `@monthly` and `@yearly`. A standard
@@ -14,14 +16,20 @@
 //! of week 1-7 from Sunday while standard cron numbers them 0-6 from Sunday, so in a five-field
 //! expression a numbered day of week is rejected with a hint to write names (`MON-FRI`).
 
-use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+mod actions;
+mod exec;
+pub mod runner;
 #[cfg(test)]
 mod tests;
+
+pub use actions::Actions;
+pub use runner::{RunRecord, RunStatus, ScheduleHandle, ScheduleView};
 
 /// A run missed by less than this is still made (once); older ones are skipped.
 pub const CATCH_UP_GRACE_MS: i64 = 60_000;
@@ -30,20 +38,31 @@ pub const CATCH_UP_GRACE_MS: i64 = 60_000;
 pub const MISSED_COUNT_CAP: u32 = 10_000;
 
 /// What the expression expects, for error messages.
-const EXPECTED: &str = "expected \"sec min hour day-of-month month day-of-week [year]\" \
-                        (or the standard 5 fields without seconds), e.g. cron = \"0 */30 * * * *\"";
+pub const EXPECTED: &str = "expected \"sec min hour day-of-month month day-of-week [year]\" \
+                            (or the standard 5 fields without seconds, or @hourly, @daily, \
+                            @weekly, @monthly, @yearly), e.g. cron = \"0 */30 * * * *\"";
 
-const MINUTE_MS: i64 = 60_000;
+/// Dialog-fetching schedules of one account closer than this are "in the same minute".
+pub const MINUTE_MS: i64 = 60_000;
 
-/// One schedule as configured.
+/// [`stagger_conflicts`] gives up on a pair after this many steps (two schedules that both run every
+/// second would otherwise walk every second of the horizon); patterns that dense repeat every minute
+/// anyway, so a clash shows up long before.
+pub const MAX_STAGGER_STEPS: usize = 100_000;
+
+/// One `[[schedule]]` entry as configured (validated by `config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleSpec {
+    /// Unique among the schedules; `name` in the file, or derived from the action and services.
     pub name: String,
     /// The cron expression as written (5, 6 or 7 fields, or an `@` shortcut).
     pub cron: String,
     pub action: ScheduleAction,
-    /// The services the action applies to.
+    /// The services the action applies to (`reload_cache`, `restart`), in order, groups and `all`
+    /// expanded; empty for `diagnose` and `exec`.
     pub services: Vec<String>,
+    /// `enabled = false` keeps the entry listed but never runs it.
+    pub enabled: bool,
 }
 
 /// What a schedule does when it runs.
@@ -51,19 +70,33 @@ pub struct ScheduleSpec {
 pub enum ScheduleAction {
     /// `POST /reload_cache` on each service: fetches every dialog, gated like a start.
     ReloadCache,
-    /// Restart each service through the start gate.
+    /// Restart each running service through the start gate.
     Restart,
-    /// Run `tend diagnose` and keep the report.
-    Diagnose,
-    /// Run a program (argv, never empty).
-    Exec { command: Vec<String> },
+    /// Run `tend diagnose`, log the report, and with `alert` also post it to the alert webhook.
+    Diagnose { alert: bool },
+    /// Run a program (argv, never empty) in `cwd`, killed after `timeout`.
+    Exec {
+        command: Vec<String>,
+        cwd: PathBuf,
+        timeout: Duration,
+    },
 }
 
 impl ScheduleAction {
     /// Whether the action makes a Telethon service fetch all its dialogs (what the account's flood
-    /// budget is spent on): the schedules [`stagger_conflicts`] usually keeps apart.
+    /// budget is spent on): the schedules [`stagger_conflicts`] keeps apart.
     pub fn fetches_dialogs(&self) -> bool {
         matches!(self, ScheduleAction::ReloadCache | ScheduleAction::Restart)
+    }
+
+    /// The `action = "..."` spelling.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScheduleAction::ReloadCache => "reload_cache",
+            ScheduleAction::Restart => "restart",
+            ScheduleAction::Diagnose { .. } => "diagnose",
+            ScheduleAction::Exec { .. } => "exec",
+        }
     }
 }
 
@@ -89,6 +122,23 @@ pub enum ScheduleError {
          form 1-7 from Sunday, so a number would be ambiguous"
     )]
     NumericWeekday { name: String, cron: String },
+}
+
+impl ScheduleError {
+    /// What is wrong with the expression, without the schedule's name, the expression or the
+    /// expected format (the configuration's messages quote the key and add those themselves).
+    pub fn problem(&self) -> String {
+        match self {
+            ScheduleError::FieldCount { fields, .. } => format!("has {fields} field(s)"),
+            ScheduleError::Invalid { reason, .. } => {
+                format!("is not a valid expression ({reason})")
+            }
+            ScheduleError::NumericWeekday { .. } => "numbers the day of week in a 5-field \
+                 expression; write names instead (e.g. MON-FRI, SUN): standard cron counts 0-6 \
+                 from Sunday, the 6-field form 1-7 from Sunday, so a number would be ambiguous"
+                .to_string(),
+        }
+    }
 }
 
 /// A compiled schedule.
@@ -123,7 +173,7 @@ impl Schedule {
         let cron = cron::Schedule::from_str(&expression).map_err(|err| ScheduleError::Invalid {
             name: spec.name.clone(),
             cron: spec.cron.clone(),
-            reason: err.to_string(),
+            reason: complaint(&err.to_string()),
         })?;
         Ok(Schedule {
             spec,
@@ -210,6 +260,17 @@ impl Schedule {
     }
 }
 
+/// The `cron` crate's complaint on one line: its message repeats the expression with a caret under
+/// the bad field and then says what is wrong; the last line is the part worth quoting.
+fn complaint(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or("unreadable")
+        .to_string()
+}
+
 /// The 6/7-field expression for `spec.cron`, or why it cannot be one.
 fn normalize(spec: &ScheduleSpec) -> Result<String, ScheduleError> {
     let trimmed = spec.cron.trim();
@@ -236,48 +297,72 @@ fn normalize(spec: &ScheduleSpec) -> Result<String, ScheduleError> {
     }
 }
 
-/// Pairs of schedules that run in the same minute within `horizon` (`[start, end)` ms), among the
-/// pairs `must_stagger` selects (e.g. two dialog-fetching schedules of services of one group): each
-/// pair once, in input order, with the start of the first shared minute. Configuration validation
-/// uses it to reject or warn, so both services never fetch dialogs in the same minute. The work is
-/// at most one step per schedule per minute of the horizon.
+/// Two schedules that run too close together: each one's run time, `a` the earlier in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub a: String,
+    pub b: String,
+    pub a_ms: i64,
+    pub b_ms: i64,
+}
+
+/// Pairs of schedules that run less than a minimum gap apart within `horizon` (`[start, end)` ms;
+/// only runs inside it count). `min_gap` says, for a pair, how far apart their runs must be, or
+/// `None` when they need not be kept apart (e.g. `Some(MINUTE_MS)` for two dialog-fetching schedules
+/// of services of one account). Each pair once, in input order, with its first clash. Configuration
+/// validation uses it so two services of one account never fetch dialogs at nearly the same time.
 pub fn stagger_conflicts(
     schedules: &[Schedule],
     horizon: (i64, i64),
-    must_stagger: impl Fn(&Schedule, &Schedule) -> bool,
-) -> Vec<(String, String, i64)> {
-    let minutes: Vec<BTreeSet<i64>> = schedules
-        .iter()
-        .map(|schedule| run_minutes(schedule, horizon))
-        .collect();
+    min_gap: impl Fn(&Schedule, &Schedule) -> Option<i64>,
+) -> Vec<Conflict> {
     let mut conflicts = Vec::new();
     for (i, a) in schedules.iter().enumerate() {
-        for (j, b) in schedules.iter().enumerate().skip(i + 1) {
-            if !must_stagger(a, b) {
+        for b in schedules.iter().skip(i + 1) {
+            let Some(gap) = min_gap(a, b) else {
                 continue;
-            }
-            if let Some(minute) = minutes[i].intersection(&minutes[j]).next() {
-                conflicts.push((a.name().to_string(), b.name().to_string(), *minute));
+            };
+            if let Some((a_ms, b_ms)) = first_clash(a, b, horizon, gap) {
+                conflicts.push(Conflict {
+                    a: a.name().to_string(),
+                    b: b.name().to_string(),
+                    a_ms,
+                    b_ms,
+                });
             }
         }
     }
     conflicts
 }
 
-/// The starts of the minutes in which `schedule` runs within `[start, end)`.
-fn run_minutes(schedule: &Schedule, (start, end): (i64, i64)) -> BTreeSet<i64> {
-    let mut minutes = BTreeSet::new();
-    let mut cursor = start.saturating_sub(1);
-    while let Some(time) = schedule.next_after(cursor) {
-        if time >= end {
-            break;
+/// The first pair of runs of `a` and `b` within `[start, end)` less than `gap` ms apart.
+///
+/// A merge of the two sorted run sequences that compares the two fronts and advances the earlier one
+/// straight past every run too early to clash with the other front: such a run is at least `gap`
+/// before the other front and (being later than the runs of its own sequence already compared) at
+/// least `gap` after every run of the other sequence already passed. So the work is about the number
+/// of runs of the sparser schedule, capped at [`MAX_STAGGER_STEPS`].
+fn first_clash(
+    a: &Schedule,
+    b: &Schedule,
+    (start, end): (i64, i64),
+    gap: i64,
+) -> Option<(i64, i64)> {
+    let before_start = start.saturating_sub(1);
+    let mut x = a.next_after(before_start)?;
+    let mut y = b.next_after(before_start)?;
+    for _ in 0..MAX_STAGGER_STEPS {
+        if x >= end || y >= end {
+            return None;
         }
-        let minute = time.div_euclid(MINUTE_MS) * MINUTE_MS;
-        if time >= start {
-            minutes.insert(minute);
+        if (x - y).abs() < gap {
+            return Some((x, y));
         }
-        // The rest of this minute adds nothing: jump to its last millisecond.
-        cursor = minute + MINUTE_MS - 1;
+        if x < y {
+            x = a.next_after(x.max(y - gap))?;
+        } else {
+            y = b.next_after(y.max(x - gap))?;
+        }
     }
-    minutes
+    None
 }

@@ -26,12 +26,14 @@ fn spec(name: &str, cron: &str, action: ScheduleAction, services: &[&str]) -> Sc
         cron: cron.to_string(),
         action,
         services: services.iter().map(|s| s.to_string()).collect(),
+        enabled: true,
     }
 }
 
+const DIAGNOSE: ScheduleAction = ScheduleAction::Diagnose { alert: false };
+
 fn schedule(cron: &str) -> Schedule {
-    Schedule::new(spec("test", cron, ScheduleAction::Diagnose, &[]))
-        .unwrap_or_else(|err| panic!("{cron}: {err}"))
+    Schedule::new(spec("test", cron, DIAGNOSE, &[])).unwrap_or_else(|err| panic!("{cron}: {err}"))
 }
 
 fn reload(name: &str, cron: &str, service: &str) -> Schedule {
@@ -267,12 +269,21 @@ fn a_very_long_outage_saturates_the_missed_count() {
     );
 }
 
+/// Conflicts as (a, b, a's run, b's run) for short assertions.
+fn clashes(conflicts: Vec<Conflict>) -> Vec<(String, String, i64, i64)> {
+    conflicts
+        .into_iter()
+        .map(|c| (c.a, c.b, c.a_ms, c.b_ms))
+        .collect()
+}
+
 #[test]
 fn stagger_catches_both_services_reloading_on_the_half_hour() {
     let start = at("2025-01-01 00:00:00");
     let horizon = (start, start + 24 * 3_600_000);
-    let same_group = |a: &Schedule, b: &Schedule| {
-        a.spec().action.fetches_dialogs() && b.spec().action.fetches_dialogs()
+    let a_minute = |a: &Schedule, b: &Schedule| {
+        (a.spec().action.fetches_dialogs() && b.spec().action.fetches_dialogs())
+            .then_some(MINUTE_MS)
     };
 
     let clash = [
@@ -280,38 +291,119 @@ fn stagger_catches_both_services_reloading_on_the_half_hour() {
         reload("media_reload", "0 */30 * * * *", "send_media"),
     ];
     assert_eq!(
-        stagger_conflicts(&clash, horizon, same_group),
-        vec![("text_reload".to_string(), "media_reload".to_string(), start)]
+        clashes(stagger_conflicts(&clash, horizon, a_minute)),
+        vec![("text_reload".into(), "media_reload".into(), start, start)]
     );
 
     let staggered = [
         reload("text_reload", "0 0,30 * * * *", "send_text"),
         reload("media_reload", "0 15,45 * * * *", "send_media"),
     ];
-    assert!(stagger_conflicts(&staggered, horizon, same_group).is_empty());
+    assert!(stagger_conflicts(&staggered, horizon, a_minute).is_empty());
 
-    // Different seconds of one minute are still the same minute.
+    // Different seconds of one minute are too close; so are 20 seconds across a minute boundary.
     let seconds_apart = [
         reload("a", "10 5 3 * * *", "send_text"),
         reload("b", "50 5 3 * * *", "send_media"),
+        reload("c", "10 6 3 * * *", "send_media"),
     ];
     assert_eq!(
-        stagger_conflicts(&seconds_apart, horizon, same_group),
-        vec![("a".to_string(), "b".to_string(), at("2025-01-01 03:05:00"))]
+        clashes(stagger_conflicts(&seconds_apart, horizon, a_minute)),
+        vec![
+            (
+                "a".into(),
+                "b".into(),
+                at("2025-01-01 03:05:10"),
+                at("2025-01-01 03:05:50")
+            ),
+            (
+                "b".into(),
+                "c".into(),
+                at("2025-01-01 03:05:50"),
+                at("2025-01-01 03:06:10")
+            ),
+        ]
     );
+    // A full minute apart is far enough.
+    let a_minute_apart = [
+        reload("a", "10 5 3 * * *", "send_text"),
+        reload("b", "10 6 3 * * *", "send_media"),
+    ];
+    assert!(stagger_conflicts(&a_minute_apart, horizon, a_minute).is_empty());
 
     // A diagnose does not fetch dialogs: the predicate lets it share the minute.
     let mixed = [
         reload("text_reload", "0 */30 * * * *", "send_text"),
-        Schedule::new(spec(
-            "report",
-            "0 */30 * * * *",
-            ScheduleAction::Diagnose,
-            &["send_text"],
-        ))
-        .unwrap(),
+        Schedule::new(spec("report", "0 */30 * * * *", DIAGNOSE, &["send_text"])).unwrap(),
     ];
-    assert!(stagger_conflicts(&mixed, horizon, same_group).is_empty());
+    assert!(stagger_conflicts(&mixed, horizon, a_minute).is_empty());
+}
+
+#[test]
+fn a_spacing_gap_finds_runs_that_are_minutes_apart() {
+    let day = at("2025-01-01 00:00:00");
+    let horizon = (day, day + 7 * 24 * 3_600_000);
+    let eleven_minutes = |_: &Schedule, _: &Schedule| Some(11 * MINUTE_MS + 1000);
+    // 10 minutes apart every half hour: inside an 11-minute spacing.
+    let close = [
+        reload("a", "0 0,30 * * * *", "send_text"),
+        reload("b", "0 10,40 * * * *", "send_media"),
+    ];
+    assert_eq!(
+        clashes(stagger_conflicts(&close, horizon, eleven_minutes)),
+        vec![("a".into(), "b".into(), day, at("2025-01-01 00:10:00"))]
+    );
+    // 15 minutes apart: fine.
+    let staggered = [
+        reload("a", "0 0,30 * * * *", "send_text"),
+        reload("b", "0 15,45 * * * *", "send_media"),
+    ];
+    assert!(stagger_conflicts(&staggered, horizon, eleven_minutes).is_empty());
+    // Exactly the spacing apart is still a clash (the later run would be refused by milliseconds):
+    // the gap asked for is the spacing plus a second.
+    let exact = [
+        reload("a", "0 0 * * * *", "send_text"),
+        reload("b", "0 11 * * * *", "send_media"),
+    ];
+    assert_eq!(stagger_conflicts(&exact, horizon, eleven_minutes).len(), 1);
+    // A weekly run meets a half-hourly one on Mondays only: found on the first Monday, 2025-01-06.
+    let weekly = [
+        reload("nightly", "0 5 3 * * MON", "send_text"),
+        reload("half_hourly", "0 0,30 * * * *", "send_media"),
+    ];
+    assert_eq!(
+        clashes(stagger_conflicts(&weekly, horizon, eleven_minutes)),
+        vec![(
+            "nightly".into(),
+            "half_hourly".into(),
+            at("2025-01-06 03:05:00"),
+            at("2025-01-06 03:00:00")
+        )]
+    );
+}
+
+#[test]
+fn dense_second_schedules_stay_cheap() {
+    // Both every other second, offset by one: 1 s apart everywhere, never closer. A walk over every
+    // second of a month would take long; the step cap ends it.
+    let day = at("2025-01-01 00:00:00");
+    let pair = [
+        reload("even", "*/2 * * * * *", "send_text"),
+        reload("odd", "1/2 * * * * *", "send_media"),
+    ];
+    let started = std::time::Instant::now();
+    assert!(stagger_conflicts(&pair, (day, day + 35 * 86_400_000), |_, _| Some(1000)).is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        clashes(stagger_conflicts(&pair, (day, day + 86_400_000), |_, _| {
+            Some(1001)
+        })),
+        vec![("even".into(), "odd".into(), day, day + 1000)]
+    );
 }
 
 #[test]
@@ -321,22 +413,60 @@ fn stagger_looks_only_inside_the_horizon() {
         reload("a", "0 0 3 * * *", "send_text"),
         reload("b", "30 0 3 * * *", "send_media"),
     ];
-    let always = |_: &Schedule, _: &Schedule| true;
+    let always = |_: &Schedule, _: &Schedule| Some(MINUTE_MS);
     let day = at("2025-01-01 00:00:00");
     assert!(stagger_conflicts(&pair, (day, at("2025-01-01 03:00:00")), always).is_empty());
     assert_eq!(
-        stagger_conflicts(
+        clashes(stagger_conflicts(
             &pair,
             (at("2025-01-01 03:00:00"), at("2025-01-01 03:01:00")),
             always
-        ),
-        vec![("a".to_string(), "b".to_string(), at("2025-01-01 03:00:00"))]
+        )),
+        vec![(
+            "a".into(),
+            "b".into(),
+            at("2025-01-01 03:00:00"),
+            at("2025-01-01 03:00:30")
+        )]
     );
-    // A horizon starting inside the shared minute but after a's run: a does not run in it.
+    // A horizon starting after a's run: a does not run in it (its next run is a day later).
     assert!(stagger_conflicts(
         &pair,
         (at("2025-01-01 03:00:10"), at("2025-01-02 00:00:00")),
         always
     )
     .is_empty());
+}
+
+#[test]
+fn problems_leave_the_name_and_expression_to_the_caller() {
+    let err = Schedule::new(spec("x", "*/30 * *", ScheduleAction::Restart, &[])).unwrap_err();
+    assert_eq!(err.problem(), "has 3 field(s)");
+    let err = Schedule::new(spec("x", "0 61 * * * *", ScheduleAction::Restart, &[])).unwrap_err();
+    assert!(
+        err.problem().starts_with("is not a valid expression ("),
+        "{}",
+        err.problem()
+    );
+    let err = Schedule::new(spec("x", "0 4 * * 1", ScheduleAction::Restart, &[])).unwrap_err();
+    assert!(err.problem().contains("MON-FRI"), "{}", err.problem());
+}
+
+#[test]
+fn action_names_and_dialog_fetches() {
+    let exec = ScheduleAction::Exec {
+        command: vec!["true".into()],
+        cwd: std::path::PathBuf::from("/"),
+        timeout: Duration::from_secs(1),
+    };
+    let table = [
+        (ScheduleAction::ReloadCache, "reload_cache", true),
+        (ScheduleAction::Restart, "restart", true),
+        (DIAGNOSE, "diagnose", false),
+        (exec, "exec", false),
+    ];
+    for (action, name, fetches) in table {
+        assert_eq!(action.name(), name);
+        assert_eq!(action.fetches_dialogs(), fetches, "{name}");
+    }
 }

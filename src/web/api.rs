@@ -61,6 +61,7 @@ pub(super) fn routes(_state: WebState) -> Router<WebState> {
         .route("/api/chats", get(chats))
         .route("/api/audit", get(audit))
         .route("/api/config", get(config_view))
+        .route("/api/schedules", get(schedules))
         .route("/metrics", get(super::metrics::metrics))
 }
 
@@ -160,14 +161,38 @@ pub(super) async fn build_view(state: &WebState) -> StatusView {
     let usage = tokio::task::spawn_blocking(move || sampler.sample(&pids))
         .await
         .unwrap_or_default();
-    view::build(
-        &state.live().config,
+    let live = state.live();
+    let mut view = view::build(
+        &live.config,
         &snapshot,
         &errors,
         &usage,
-        &state.live().redactor,
-        &state.live().error_types,
-    )
+        &live.redactor,
+        &live.error_types,
+    );
+    view.schedules = schedule_views(state, &live.redactor);
+    view
+}
+
+fn schedule_views(
+    state: &WebState,
+    redactor: &super::redact::Redactor,
+) -> Vec<crate::schedule::ScheduleView> {
+    let list = state
+        .schedules
+        .as_ref()
+        .map(|s| s.list())
+        .unwrap_or_default();
+    view::schedules(list, redactor)
+}
+
+/// `GET /api/schedules`: the schedules alone, with the server's clock for countdowns.
+async fn schedules(State(state): State<WebState>, _caller: Caller) -> Json<serde_json::Value> {
+    let redactor = state.live().redactor.clone();
+    Json(serde_json::json!({
+        "at_ms": crate::clock::Clock::new().now_ms(),
+        "schedules": schedule_views(&state, &redactor),
+    }))
 }
 
 async fn status(State(state): State<WebState>, caller: Caller) -> Json<StatusView> {
@@ -190,10 +215,13 @@ async fn events(
         state: WebState,
         snapshot: tokio::sync::watch::Receiver<crate::core::Snapshot>,
         events: tokio::sync::broadcast::Receiver<Event>,
+        /// A schedule ran, finished or the set changed (the core's snapshot does not see those).
+        schedules: Option<tokio::sync::watch::Receiver<Vec<crate::schedule::ScheduleView>>>,
         tick: tokio::time::Interval,
         first: bool,
     }
     let live = Live {
+        schedules: state.schedules.as_ref().map(|s| s.subscribe()),
         snapshot: state.core.snapshot(),
         events: state.core.subscribe(),
         tick: tokio::time::interval(LIVE_TICK),
@@ -225,6 +253,11 @@ async fn events(
                 let view = build_view(&live.state).await;
                 Some((Ok(status_event(&view)), live))
             }
+            Ok(()) = changed_opt(&mut live.schedules) => {
+                live.tick.reset();
+                let view = build_view(&live.state).await;
+                Some((Ok(status_event(&view)), live))
+            }
             event = live.events.recv() => {
                 let sse = match event {
                     Ok(Event::Check { .. }) => SseEvent::default().comment("check"),
@@ -245,6 +278,17 @@ async fn events(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `changed()` of an optional watch; pending forever without one (or once its sender is gone).
+async fn changed_opt<T>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) -> Result<(), ()> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Ok(()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -13,8 +13,8 @@
 //!
 //! Map: [`app`] builds the router (testable without a socket); [`serve`] binds and serves it until the
 //! shared shutdown token fires. `api` has the JSON handlers, `view` turns a snapshot into what the page
-//! shows, `logs` is the server-side log search, `metrics` the Prometheus text, `assets` the embedded
-//! files and the security headers.
+//! shows (the schedules included), `logs` is the server-side log search, `metrics` the Prometheus
+//! text, `assets` the embedded files and the security headers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +69,8 @@ pub struct WebState {
     pub shutdown: CancellationToken,
     /// The running configuration, when tend reloads it (None: the one the page started with).
     reload: Option<crate::reload::ReloadHandle>,
+    /// The schedule runner, for the Schedules section (None: no schedules are shown).
+    schedules: Option<crate::schedule::ScheduleHandle>,
     /// What the page derives from the configuration, rebuilt after a reload (see [`WebState::live`]).
     live: Arc<std::sync::Mutex<Arc<Live>>>,
 }
@@ -120,6 +122,7 @@ impl WebState {
             http: ctx.http,
             shutdown,
             reload: ctx.reload,
+            schedules: ctx.schedules,
             live: Arc::new(std::sync::Mutex::new(Arc::new(live))),
         }
     }
@@ -298,6 +301,7 @@ mod tests {
             http: reqwest::Client::new(),
             reload: None,
             reexec: None,
+            schedules: None,
         };
         let users = vec![crate::config::WebUser {
             name: "ann".into(),

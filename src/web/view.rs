@@ -14,6 +14,7 @@ use crate::checks::probe::procstat::{tree_usage, CpuSampler};
 use crate::clock::Millis;
 use crate::config::{CheckKind, Config, WebRole};
 use crate::core::{RecoveryView, ServiceState, ServiceStatus, Snapshot};
+use crate::schedule::ScheduleView;
 
 /// Memory and CPU of one process tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -134,6 +135,8 @@ pub struct StatusView {
     pub groups: Vec<String>,
     /// The error types the log filter offers (pattern names).
     pub error_types: Vec<String>,
+    /// The `[[schedule]]` entries: next run and recent outcomes (messages redacted).
+    pub schedules: Vec<ScheduleView>,
     pub me: Option<Me>,
 }
 
@@ -255,8 +258,24 @@ pub fn build(
             .map(|e| redactor.text(e).into_owned()),
         groups: config.groups.keys().cloned().collect(),
         error_types: error_types.to_vec(),
+        schedules: Vec::new(),
         me: None,
     }
+}
+
+/// The schedules as the page shows them: command lines and outcome messages may quote a secret (an
+/// exec command's arguments, a command's output), so they pass the redactor.
+pub fn schedules(views: Vec<ScheduleView>, redactor: &Redactor) -> Vec<ScheduleView> {
+    views
+        .into_iter()
+        .map(|mut view| {
+            view.detail = view.detail.map(|d| redactor.text(&d).into_owned());
+            for run in &mut view.runs {
+                run.message = redactor.text(&run.message).into_owned();
+            }
+            view
+        })
+        .collect()
 }
 
 #[cfg(test)]

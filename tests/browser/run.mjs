@@ -7,6 +7,7 @@
 // plus a shell service that prints hostile lines), runs `tend up`, and in the browser: logs in, sees
 // both cards turn green, stops a service through the confirmation and watches its card turn red live,
 // filters the logs by error type, runs diagnostics, starts a flood recovery and sees its countdown,
+// sees the Schedules section list a schedule with its next run and last outcome,
 // checks that injected markup never runs, and that the page fits a phone screen.
 // UPDATE_SCREENSHOT=1 also saves docs/screenshot.png.
 
@@ -118,6 +119,12 @@ readiness = true
 services = ["send_text", "send_media"]
 interval = "1s"
 timeout = "500ms"
+
+[[schedule]]
+name = "heartbeat"
+cron = "*/2 * * * * *"
+action = "exec"
+command = ["true"]
 
 [web]
 listen = "127.0.0.1:${web}"
@@ -234,6 +241,13 @@ async function main() {
   await step('both cards turn green', async () => {
     await waitJs('send_text and send_media green', `${card('send_text')}?.dataset.color === 'green' && ${card('send_media')}?.dataset.color === 'green'`)
       .catch(async (e) => { throw new Error(e.message + ': ' + await ev(`[...document.querySelectorAll('.card')].map(c => c.dataset.service + '=' + c.dataset.state + '/' + c.dataset.color).join(' ')`)); });
+  });
+
+  await step('the schedules section shows each schedule, its next run and last outcome', async () => {
+    await waitJs('the heartbeat row with a countdown and an ok run', `(() => {
+      const row = document.querySelector('#schedules tr[data-schedule="heartbeat"]');
+      return !!row && /in \\d+s/.test(row.querySelector('.next-in')?.textContent || '') && row.querySelector('.run.ok') !== null;
+    })()`);
   });
 
   await step('stop a service with the confirmation; its card turns red live', async () => {

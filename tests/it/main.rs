@@ -9,4 +9,5 @@ mod helper;
 mod lifecycle;
 mod recovery;
 mod reload;
+mod schedule;
 mod web;
