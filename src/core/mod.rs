@@ -256,6 +256,8 @@ pub enum Command {
         name: String,
         force: bool,
         by: Actor,
+        /// Asked by this schedule entry (recorded as such instead of a manual restart).
+        schedule: Option<String>,
         reply: oneshot::Sender<ActionResult>,
     },
     /// A handle to read a service's log (tail, follow).
@@ -424,6 +426,24 @@ impl CoreHandle {
             name: name.to_string(),
             force,
             by: by.to_string(),
+            schedule: None,
+            reply,
+        })
+        .await
+    }
+
+    /// A restart by the schedule `entry`: the same gate as a manual restart (never forced), recorded
+    /// in the start history as a scheduled start.
+    pub async fn scheduled_restart(
+        &self,
+        name: &str,
+        entry: &str,
+    ) -> Result<ActionResult, CoreGone> {
+        self.ask(|reply| Command::Restart {
+            name: name.to_string(),
+            force: false,
+            by: format!("schedule {entry}"),
+            schedule: Some(entry.to_string()),
             reply,
         })
         .await

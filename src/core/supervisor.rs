@@ -484,8 +484,15 @@ impl Supervisor {
                 name,
                 force,
                 by,
+                schedule,
                 reply,
-            } => self.manual_restart(&name, force, &by, reply),
+            } => {
+                let reason = match schedule {
+                    Some(entry) => StartReason::Schedule { entry },
+                    None => StartReason::Manual { by: by.clone() },
+                };
+                self.manual_restart(&name, force, reason, reply)
+            }
             Command::Log { name, reply } => {
                 let _ = reply.send(self.services.get(&name).map(|s| s.log.clone()));
             }
@@ -641,7 +648,7 @@ impl Supervisor {
         &mut self,
         name: &str,
         force: bool,
-        by: &str,
+        reason: StartReason,
         reply: oneshot::Sender<ActionResult>,
     ) {
         let Some(service) = self.services.get(name) else {
@@ -674,7 +681,7 @@ impl Supervisor {
                 return;
             }
         }
-        let reason = StartReason::Manual { by: by.to_string() };
+        let why = format!("restart requested ({reason})");
         if service.state.has_process() {
             self.persisted.service_mut(name).sticky_stop = false;
             self.save_state();
@@ -685,7 +692,7 @@ impl Supervisor {
                 reply: Some(reply),
             });
             if service.state != ServiceState::Stopping {
-                self.begin_stop(name, &format!("restart requested by {by}"));
+                self.begin_stop(name, &why);
             }
         } else {
             self.persisted.service_mut(name).sticky_stop = false;

@@ -71,7 +71,6 @@ impl Actions {
     /// must not start what a person stopped (a sticky stop), gave up on (fatal), or what stays down
     /// by its restart mode.
     async fn restart(&self, job: &Job) -> Performed {
-        let by = job.by();
         let snapshot = match self.core.status().await {
             Ok(snapshot) => snapshot,
             Err(gone) => return Performed::new(RunStatus::Failed, gone.to_string()),
@@ -96,7 +95,7 @@ impl Actions {
                         ),
                     )
                 }
-                Some(_) => match self.core.restart(name, false, &by).await {
+                Some(_) => match self.core.scheduled_restart(name, &job.spec.name).await {
                     Ok(action) => outcome(name, &action.outcome),
                     Err(gone) => (RunStatus::Failed, format!("{name}: {gone}")),
                 },

@@ -598,3 +598,25 @@ fn the_status_page_api_shows_the_schedules() {
     // No login, no schedules.
     assert_eq!(web(web_port, "GET", "/api/schedules", "", "").0, 401);
 }
+
+#[test]
+fn a_scheduled_restart_is_recorded_as_the_schedules_start() {
+    let body = "[services.svc]\ncommand = [\"sleep\", \"1000\"]\nstart_grace = \"10ms\"\nstop_timeout = \"2s\"\n\
+                [[schedule]]\nname = \"nightly\"\ncron = \"*/2 * * * * *\"\naction = \"restart\"\nservices = [\"svc\"]\n";
+    let world = World::new(body);
+    let _tend = world.up();
+    let first = world
+        .wait_state("svc", tend::core::ServiceState::Running, T)
+        .pid;
+    let restarted = wait_for(T, "a scheduled restart", || {
+        let s = world.service("svc");
+        (s.pid.is_some() && s.pid != first && s.state.has_process()).then_some(s)
+    });
+    let reason = restarted.last_start.expect("a start").reason;
+    assert_eq!(
+        reason,
+        tend::state::StartReason::Schedule {
+            entry: "nightly".into()
+        }
+    );
+}
