@@ -137,9 +137,11 @@ pub async fn run(
         web: None,
     };
     let keep_socket_file = socket.keep_file();
+    let mut web_auth = None;
     let web = match web::bind_inherited(context.clone(), shutdown.clone(), inherited.web) {
         Ok(web) => web.map(|server| {
             listeners.web = server.duplicate();
+            web_auth = Some(server.auth());
             tokio::spawn(server.serve())
         }),
         Err(err) => {
@@ -160,6 +162,14 @@ pub async fn run(
     };
     if mode == core::ShutdownMode::Reexec {
         keep_socket_file.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(auth) = &web_auth {
+            let path = web::sessions_handover_path(&config.supervisor.state_dir);
+            if let Err(err) = auth.save_handover(&path) {
+                tracing::warn!(
+                    "cannot hand the status page's sign-ins over ({err}); users sign in again"
+                );
+            }
+        }
     }
     // The core ends on a shutdown command too; make sure every other task follows.
     shutdown.cancel();

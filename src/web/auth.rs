@@ -241,6 +241,75 @@ impl Auth {
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
+
+    /// Writes the live sessions to `path` (0600, replaced atomically) for the image a `tend reexec`
+    /// starts, so nobody signed in is signed out by an upgrade. The file lives only for the switch:
+    /// [`Auth::take_handover`] deletes it.
+    pub fn save_handover(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let now = Instant::now();
+        let saved: Vec<HandedOver> = self
+            .lock_sessions()
+            .values()
+            .filter(|s| s.expires > now)
+            .map(|s| HandedOver {
+                token: s.token.clone(),
+                user: s.user.clone(),
+                csrf: s.csrf.clone(),
+                remaining_ms: (s.expires - now).as_millis() as u64,
+            })
+            .collect();
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads and deletes what [`Auth::save_handover`] wrote; sessions of users that no longer exist (or
+    /// whose role is looked up anew) are dropped. Returns how many were taken over.
+    pub fn take_handover(&self, path: &Path) -> usize {
+        let Ok(bytes) = std::fs::read(path) else {
+            return 0;
+        };
+        let _ = std::fs::remove_file(path);
+        let Ok(saved) = serde_json::from_slice::<Vec<HandedOver>>(&bytes) else {
+            return 0;
+        };
+        let now = Instant::now();
+        let mut sessions = self.lock_sessions();
+        let mut taken = 0;
+        for s in saved {
+            let Some(user) = self.users.get(&s.user) else {
+                continue;
+            };
+            let session = Session {
+                user: user.name.clone(),
+                role: user.role,
+                csrf: s.csrf,
+                token: s.token,
+                expires: now + Duration::from_millis(s.remaining_ms).min(self.ttl),
+            };
+            sessions.insert(session.token.clone(), session);
+            taken += 1;
+        }
+        taken
+    }
+}
+
+/// A session as handed to the next image at `tend reexec`.
+#[derive(Serialize, serde::Deserialize)]
+struct HandedOver {
+    token: String,
+    user: String,
+    csrf: String,
+    remaining_ms: u64,
 }
 
 /// The `Set-Cookie` value of a new session (or of its removal, with `max_age = 0`).

@@ -174,6 +174,16 @@ impl WebServer {
     pub fn duplicate(&self) -> Option<std::os::fd::OwnedFd> {
         crate::reexec::keep(&self.listener)
     }
+
+    /// The sign-ins, to hand over at `tend reexec` ([`auth::Auth::save_handover`]).
+    pub fn auth(&self) -> Arc<auth::Auth> {
+        Arc::clone(&self.state.auth)
+    }
+}
+
+/// Where the sessions wait for the next image during a `tend reexec`.
+pub fn sessions_handover_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("web-sessions.handover.json")
 }
 
 /// Binds the listen address and loads the TLS files (so `tend up` fails early on a bad certificate or
@@ -209,6 +219,7 @@ pub fn bind_inherited(
     } else {
         settings.users.clone()
     };
+    let reexec = inherited.is_some();
     let inherited = inherited.map(std::net::TcpListener::from).filter(|l| {
         l.local_addr().is_ok_and(|addr| {
             addr == settings.listen
@@ -228,7 +239,18 @@ pub fn bind_inherited(
             addr: settings.listen,
             source,
         })?;
+    let handover = sessions_handover_path(&ctx.config.supervisor.state_dir);
     let state = WebState::new(ctx, settings, users, shutdown);
+    if reexec {
+        let taken = state.auth.take_handover(&handover);
+        tracing::info!(
+            sessions = taken,
+            "status page: sign-ins carried over from the previous image"
+        );
+    } else {
+        // Left by a switch that never completed: tokens must not outlive it on disk.
+        let _ = std::fs::remove_file(&handover);
+    }
     Ok(Some(WebServer {
         listener,
         tls,

@@ -828,3 +828,28 @@ fn a_service_added_by_a_reload_is_on_the_page_with_its_secret_redacted() {
         "a broken edit stops nothing"
     );
 }
+
+#[test]
+fn a_reexec_keeps_everyone_signed_in_and_leaves_no_tokens_on_disk() {
+    let port = free_port();
+    let body = format!("{}{}", sleeper("a", ""), web_table(port, ""));
+    let world = World::new(&body);
+    let _tend = world.up();
+    wait_web(port);
+    let op = Client::login(port, "op", "op-pass");
+    assert_eq!(op.get("/api/session").status, 200);
+
+    let out = world.tend(&["reexec"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    // The same cookie and CSRF token work with the new image: a state-changing request succeeds.
+    assert_eq!(op.get("/api/session").status, 200);
+    let stop = op.post("/api/services/a/stop", "");
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    assert!(
+        !world
+            .path()
+            .join("state/web-sessions.handover.json")
+            .exists(),
+        "session tokens left on disk after the switch"
+    );
+}
