@@ -56,10 +56,11 @@ impl ShutdownMode {
 }
 
 /// Lifecycle state of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     /// Not running, and nothing will start it (stopped by hand, or autostart off).
+    #[default]
     Stopped,
     /// A start is due but held back by spacing or a group budget.
     Waiting,
@@ -126,15 +127,16 @@ impl std::fmt::Display for ExitInfo {
 }
 
 /// When the next start is allowed, and what holds it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NextStart {
     pub at_ms: Millis,
     /// `None`: a start would be allowed now.
     pub hold: Option<Hold>,
 }
 
-/// Everything `tend status` shows about one service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything `tend status` shows about one service. (`Default`: a stopped service with no history,
+/// for tests.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub name: String,
     pub state: ServiceState,

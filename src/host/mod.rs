@@ -183,35 +183,19 @@ async fn announce(core: CoreHandle, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{ExitInfo, NextStart, ServiceStatus};
+    use crate::core::{ExitInfo, ServiceStatus};
 
     fn service(state: ServiceState, exit_code: Option<i32>) -> ServiceStatus {
         ServiceStatus {
             name: "s".into(),
             state,
-            pid: None,
-            group: None,
-            port: None,
-            since_ms: None,
-            restarts: 0,
             last_exit: exit_code.map(|code| ExitInfo {
                 at_ms: 0,
                 code: Some(code),
                 signal: None,
                 ran_ms: 0,
             }),
-            last_start: None,
-            next_start: NextStart {
-                at_ms: 0,
-                hold: None,
-            },
-            sticky_stop: false,
-            quick_failures: 0,
-            message: None,
-            checks: Vec::new(),
-            ready: None,
-            flood_until_ms: None,
-            starts_24h: 0,
+            ..ServiceStatus::default()
         }
     }
 

@@ -134,30 +134,14 @@ pub fn stopping_groups(snapshot: &Snapshot) -> Vec<(&str, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{NextStart, ServiceStatus};
+    use crate::core::ServiceStatus;
 
     fn service(name: &str, state: ServiceState, pid: Option<u32>) -> ServiceStatus {
         ServiceStatus {
             name: name.into(),
             state,
             pid,
-            group: None,
-            port: None,
-            since_ms: None,
-            restarts: 0,
-            last_exit: None,
-            last_start: None,
-            next_start: NextStart {
-                at_ms: 0,
-                hold: None,
-            },
-            sticky_stop: false,
-            quick_failures: 0,
-            message: None,
-            checks: Vec::new(),
-            ready: None,
-            flood_until_ms: None,
-            starts_24h: 0,
+            ..ServiceStatus::default()
         }
     }
 

@@ -14,10 +14,12 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+mod bounded;
 mod pipes;
 mod port;
 mod watch;
 
+pub use bounded::{run_bounded, BoundedError, Finished};
 pub use pipes::{remove_unused as remove_unused_pipes, OutputPipes, PIPE_BUFFER_BYTES};
 pub use port::{port_holder, PortHolder};
 pub use watch::{ExitStatus, ExitWatch, ProcessIdentity};

@@ -9,16 +9,12 @@
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
 use super::runner::{Performed, RunStatus};
-use crate::process::spawn_tracked;
-use crate::process::{signal_group, signal_name};
+use crate::process::{run_bounded, signal_name, BoundedError, Finished};
 
 /// Output kept per stream; the rest is read and dropped so the command never blocks on a full pipe.
 const KEEP_BYTES: usize = 16 * 1024;
@@ -26,8 +22,6 @@ const KEEP_BYTES: usize = 16 * 1024;
 const QUOTED_LINES: usize = 3;
 /// Longest quoted line.
 const MAX_LINE_CHARS: usize = 200;
-/// How long a killed command may take to be reaped.
-const REAP_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs `command` (never empty) in `cwd` with `env` added to tend's environment. Never fails: a command
 /// that cannot start, exits non-zero, dies of a signal or times out is a `Failed` outcome saying so.
@@ -41,19 +35,9 @@ pub async fn run(
         return Performed::new(RunStatus::Failed, "the command is empty");
     };
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    // Declared before the child: dropped after it, so the pid leaves the reaper's skip list only once
-    // the child was waited for (or handed to tokio's orphan queue).
-    let (mut child, _registered) = match spawn_tracked(&mut cmd) {
-        Ok(spawned) => spawned,
-        Err(err) => {
+    cmd.args(args).envs(env.iter().copied()).current_dir(cwd);
+    match run_bounded(cmd, timeout, KEEP_BYTES, KEEP_BYTES).await {
+        Err(BoundedError::Spawn(err)) => {
             let why = match err.kind() {
                 ErrorKind::NotFound => format!(
                     "no such program (looked up in PATH, or relative to {})",
@@ -64,41 +48,24 @@ pub async fn run(
                 }
                 _ => err.to_string(),
             };
-            return Performed::new(RunStatus::Failed, format!("cannot run {program}: {why}"));
+            Performed::new(RunStatus::Failed, format!("cannot run {program}: {why}"))
         }
-    };
-    let mut group = GroupGuard(child.id());
-    let mut stdout = spawn_reader(child.stdout.take());
-    let mut stderr = spawn_reader(child.stderr.take());
-    let finished = tokio::time::timeout(timeout, async {
-        let status = child.wait().await;
-        // Leftovers (a backgrounded grandchild) would hold the pipes open; the command is done.
-        group.kill();
-        let out = (&mut stdout).await.unwrap_or_default();
-        let err = (&mut stderr).await.unwrap_or_default();
-        (status, out, err)
-    })
-    .await;
-    match finished {
-        Err(_elapsed) => {
-            group.kill();
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(REAP_GRACE, child.wait()).await;
-            stdout.abort();
-            stderr.abort();
-            Performed::new(
-                RunStatus::Failed,
-                format!(
-                    "timed out after {} (killed)",
-                    crate::config::format_duration(timeout)
-                ),
-            )
-        }
-        Ok((Err(err), _, _)) => Performed::new(
+        Err(BoundedError::TimedOut) => Performed::new(
+            RunStatus::Failed,
+            format!(
+                "timed out after {} (killed)",
+                crate::config::format_duration(timeout)
+            ),
+        ),
+        Err(BoundedError::Wait(err)) => Performed::new(
             RunStatus::Failed,
             format!("cannot wait for {program}: {err}"),
         ),
-        Ok((Ok(status), out, err)) => {
+        Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        }) => {
             let (result, what) = match (status.code(), status.signal()) {
                 (Some(0), _) => (RunStatus::Ok, "exit 0".to_string()),
                 (Some(code), _) => (RunStatus::Failed, format!("exit {code}")),
@@ -108,7 +75,7 @@ pub async fn run(
                 ),
                 (None, None) => (RunStatus::Failed, format!("ended oddly ({status})")),
             };
-            let quoted = first_lines(&out).or_else(|| first_lines(&err));
+            let quoted = first_lines(&stdout).or_else(|| first_lines(&stderr));
             let message = match quoted {
                 Some(lines) => format!("{what}: {lines}"),
                 None => what,
@@ -136,48 +103,6 @@ fn first_lines(bytes: &[u8]) -> Option<String> {
         })
         .collect();
     (!lines.is_empty()).then(|| lines.join(" | "))
-}
-
-/// SIGKILLs the command's process group when the run ends in any way, including the runner dropping
-/// the future when tend shuts down.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            // ESRCH (the group is gone already) is the usual case after a clean exit.
-            let _ = signal_group(pgid, libc::SIGKILL);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads a pipe to its end, keeping the first [`KEEP_BYTES`].
-fn spawn_reader<R>(pipe: Option<R>) -> JoinHandle<Vec<u8>>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let Some(mut pipe) = pipe else {
-            return kept;
-        };
-        let mut buf = [0u8; 8192];
-        loop {
-            match pipe.read(&mut buf).await {
-                Ok(0) | Err(_) => return kept,
-                Ok(n) => {
-                    let room = KEEP_BYTES.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-        }
-    })
 }
 
 #[cfg(test)]

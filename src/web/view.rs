@@ -281,30 +281,12 @@ pub fn schedules(views: Vec<ScheduleView>, redactor: &Redactor) -> Vec<ScheduleV
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::NextStart;
 
     fn status(state: ServiceState) -> ServiceStatus {
         ServiceStatus {
             name: "a".into(),
             state,
-            pid: None,
-            group: None,
-            port: None,
-            since_ms: None,
-            restarts: 0,
-            last_exit: None,
-            last_start: None,
-            next_start: NextStart {
-                at_ms: 0,
-                hold: None,
-            },
-            sticky_stop: false,
-            quick_failures: 0,
-            message: None,
-            checks: Vec::new(),
-            ready: None,
-            flood_until_ms: None,
-            starts_24h: 0,
+            ..ServiceStatus::default()
         }
     }
 

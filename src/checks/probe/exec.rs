@@ -19,16 +19,14 @@
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{human_duration, ProbeResult, Status};
-use crate::process::{signal_group, signal_name};
+use crate::process::{run_bounded, signal_name, BoundedError};
 
 /// The most of a plugin's stdout that is kept; the rest is read and dropped so the plugin never blocks.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
@@ -36,8 +34,6 @@ pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 const MAX_STDERR_BYTES: usize = 4 * 1024;
 /// Longest message kept from a plugin's first line.
 const MAX_MESSAGE_CHARS: usize = 1024;
-/// How long a killed plugin may take to be reaped.
-const REAP_GRACE: Duration = Duration::from_secs(1);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -81,78 +77,18 @@ async fn run_plugin(spec: &ExecSpec) -> ProbeResult {
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    // Declared before the child: dropped after it, so the pid leaves the set only once the child
-    // was waited for (or handed to tokio's orphan queue).
-    let (mut child, _registered) = match crate::process::spawn_tracked(&mut command) {
-        Ok(pair) => pair,
-        Err(err) => return ProbeResult::unknown(spawn_failure(&program, &err)),
-    };
-    let Some(pgid) = child.id() else {
-        // Only possible if the child was already reaped, which nothing else does to our children.
-        return ProbeResult::unknown(format!(
-            "plugin {} vanished right after starting",
-            program.display()
-        ));
-    };
-    let mut group = GroupGuard(Some(pgid));
-    let mut stdout = spawn_reader(child.stdout.take(), MAX_OUTPUT_BYTES);
-    let mut stderr = spawn_reader(child.stderr.take(), MAX_STDERR_BYTES);
-
-    let finished = tokio::time::timeout(spec.timeout, async {
-        let status = child.wait().await;
-        // Leftovers (a backgrounded grandchild) would hold the pipes open; the plugin is done, so are they.
-        group.kill();
-        let out = (&mut stdout).await.unwrap_or_default();
-        let err = (&mut stderr).await.unwrap_or_default();
-        (status, out, err)
-    })
-    .await;
-
-    match finished {
-        Err(_elapsed) => {
-            group.kill();
-            // Should the group kill have failed, the leader still dies; reap it now rather than leaving
-            // it to tokio's orphan queue, but never wait on it unboundedly.
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(REAP_GRACE, child.wait()).await;
-            stdout.abort();
-            stderr.abort();
-            ProbeResult::unknown(format!(
-                "plugin timed out after {} (killed)",
-                human_duration(spec.timeout)
-            ))
-        }
-        Ok((Err(err), _, _)) => ProbeResult::unknown(format!(
+        .current_dir(&spec.cwd);
+    match run_bounded(command, spec.timeout, MAX_OUTPUT_BYTES, MAX_STDERR_BYTES).await {
+        Ok(finished) => judge(finished.status, &finished.stdout, &finished.stderr),
+        Err(BoundedError::Spawn(err)) => ProbeResult::unknown(spawn_failure(&program, &err)),
+        Err(BoundedError::TimedOut) => ProbeResult::unknown(format!(
+            "plugin timed out after {} (killed)",
+            human_duration(spec.timeout)
+        )),
+        Err(BoundedError::Wait(err)) => ProbeResult::unknown(format!(
             "cannot wait for plugin {}: {err}",
             program.display()
         )),
-        Ok((Ok(status), out, err)) => judge(status, &out, &err),
-    }
-}
-
-/// SIGKILLs a plugin's process group when the run ends in any way, including the caller dropping the
-/// future mid-run.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            if let Err(err) = signal_group(pgid, libc::SIGKILL) {
-                tracing::warn!("cannot kill plugin process group {pgid}: {err}");
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -167,29 +103,6 @@ fn spawn_failure(program: &Path, err: &std::io::Error) -> String {
         }
         _ => format!("cannot run plugin {shown}: {err}"),
     }
-}
-
-/// Reads a pipe to its end, keeping the first `cap` bytes.
-fn spawn_reader<R>(pipe: Option<R>, cap: usize) -> JoinHandle<Vec<u8>>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let Some(mut pipe) = pipe else {
-            return kept;
-        };
-        let mut buf = [0u8; 8192];
-        loop {
-            match pipe.read(&mut buf).await {
-                Ok(0) | Err(_) => return kept,
-                Ok(n) => {
-                    let room = cap.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-        }
-    })
 }
 
 fn judge(exit: ExitStatus, stdout: &[u8], stderr: &[u8]) -> ProbeResult {
