@@ -75,6 +75,37 @@ struct Run {
     suspend: Option<oneshot::Sender<SuspendRequest>>,
 }
 
+impl Run {
+    /// A run whose exit and output are watched by a new waiter task (see [`spawn_waiter`]).
+    fn watched(
+        tx: &mpsc::UnboundedSender<Internal>,
+        name: &str,
+        id: u64,
+        exit: ExitWatch,
+        capture: Capture,
+        started_ms: Millis,
+        service: &Service,
+    ) -> Run {
+        let pid = exit.pid();
+        let suspend = spawn_waiter(WaiterArgs {
+            tx: tx.clone(),
+            name: name.to_string(),
+            run_id: id,
+            exit,
+            capture,
+            stop_signal: service.cfg.stop_signal,
+            stop_timeout: service.cfg.stop_timeout,
+            log: service.log.clone(),
+        });
+        Run {
+            id,
+            pid,
+            started_ms,
+            suspend: Some(suspend),
+        }
+    }
+}
+
 /// A start waiting for the running process to stop first (restart).
 #[derive(Debug)]
 struct PendingRestart {
@@ -394,22 +425,15 @@ impl Supervisor {
                 crate::clock::format_ms(record.started_ms)
             ));
             let grace = service.cfg.start_grace;
-            let suspend = spawn_waiter(WaiterArgs {
-                tx: self.internal_tx.clone(),
-                name: name.clone(),
+            service.run = Some(Run::watched(
+                &self.internal_tx,
+                &name,
                 run_id,
-                exit: watch,
+                watch,
                 capture,
-                stop_signal: service.cfg.stop_signal,
-                stop_timeout: service.cfg.stop_timeout,
-                log: service.log.clone(),
-            });
-            service.run = Some(Run {
-                id: run_id,
-                pid,
-                started_ms: record.started_ms,
-                suspend: Some(suspend),
-            });
+                record.started_ms,
+                service,
+            ));
             let ran = (now - record.started_ms).max(0) as u64;
             let state = if ran < grace.as_millis() as u64 {
                 service.timer = Some((
@@ -844,22 +868,15 @@ impl Supervisor {
         let capture = service
             .log
             .capture_pipes(Some(out), Some(err), Carried::default());
-        let suspend = spawn_waiter(WaiterArgs {
-            tx: self.internal_tx.clone(),
-            name: name.to_string(),
+        service.run = Some(Run::watched(
+            &self.internal_tx,
+            name,
             run_id,
-            exit: spawned.exit,
+            spawned.exit,
             capture,
-            stop_signal: service.cfg.stop_signal,
-            stop_timeout: service.cfg.stop_timeout,
-            log: service.log.clone(),
-        });
-        service.run = Some(Run {
-            id: run_id,
-            pid,
-            started_ms: now,
-            suspend: Some(suspend),
-        });
+            now,
+            service,
+        ));
         service.backoff_until = None;
         // Whatever started it runs the current settings: a restart a reload had scheduled is done.
         service.reload_restart = None;
