@@ -381,13 +381,26 @@ async fn client_command(config: &Path, socket: Option<&Path>, command: Cmd) -> u
 async fn wait_for_new_image(socket: &Path) -> u8 {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        if let Ok(mut client) = Client::connect(socket).await {
-            if client.send(&Request::Ping).await.is_ok() {
-                if let Ok(Some(Response::Pong { version, pid })) = client.next().await {
-                    println!("tend {version} (pid {pid}) is running; services adopted");
-                    return exit::OK;
+        match Client::connect(socket).await {
+            Ok(mut client) => {
+                if client.send(&Request::Ping).await.is_ok() {
+                    if let Ok(Some(Response::Pong { version, pid })) = client.next().await {
+                        println!("tend {version} (pid {pid}) is running; services adopted");
+                        return exit::OK;
+                    }
                 }
             }
+            // The listening socket lives on through a switch, so a refused connection means the new
+            // image died (and closed it).
+            Err(ClientError::NotRunning { .. }) => {
+                eprintln!(
+                    "tend: the new binary died after taking over (see tend's log or journal). The \
+                     services keep running, untouched: start tend again (`tend up`, or let systemd \
+                     restart it) and it adopts them."
+                );
+                return exit::FAILED;
+            }
+            Err(_) => {}
         }
         if tokio::time::Instant::now() > deadline {
             eprintln!(

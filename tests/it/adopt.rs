@@ -392,3 +392,51 @@ fn during_reexec_the_control_socket_and_the_page_keep_answering_within_a_second(
     assert!(requests > 4, "the probe barely ran: {requests} requests");
     eprintln!("{requests} requests during two reexecs, slowest answer {worst:?}");
 }
+
+#[test]
+fn a_new_binary_that_dies_after_the_switch_leaves_the_services_to_the_next_tend() {
+    let world = World::new(&ticker("svc", 1_000_000, 10, 0.02));
+    let exe = world.path().join("bin/tend");
+    install(Path::new(TEND), &exe);
+    let mut tend = world.up_exe(&exe, &[]);
+    let pid = world
+        .wait_state("svc", ServiceState::Running, T)
+        .pid
+        .unwrap();
+
+    // Passes the preflight (it is tend for `check` and `--version`) but dies as soon as it runs `up`.
+    install_text(
+        &format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = up ] && {{ echo 'new build crashed' >&2; exit 70; }}; done\nexec {TEND} \"$@\"\n"
+        ),
+        &exe,
+    );
+    let out = reexec(&world);
+    assert_eq!(
+        code(&out),
+        1,
+        "the CLI must not report success: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("services keep running"),
+        "{}",
+        stderr(&out)
+    );
+    let status = tend.wait_exit(T);
+    assert_eq!(status.code(), Some(70), "{}", tend.stderr());
+    assert!(pid_alive(pid), "the service died with the broken binary");
+
+    // The next tend (the good binary) adopts it: same pid, its output still captured.
+    install(Path::new(TEND), &exe);
+    let _tend = world.up_exe(&exe, &[]);
+    let svc = world.wait_state("svc", ServiceState::Running, T);
+    assert_eq!(svc.pid, Some(pid));
+    let target = counter(&world) + 20;
+    wait_for(T, "output after the adoption", || {
+        ticks(&world, "svc")
+            .last()
+            .is_some_and(|&n| n >= target)
+            .then_some(())
+    });
+}

@@ -537,9 +537,13 @@ on_fail = {{ after = 3, action = "none" }}
     let world = World::new(&body);
     let _tend = world.up();
     // The first run may measure the process a moment after its exec, before it loaded anything.
-    let ok = world.wait_check("resources", "text", "a pass on the loaded process", T, |v| {
-        v.status == Status::Ok && v.value.is_some_and(|rss| rss > 1_048_576.0)
-    });
+    let ok = world.wait_check(
+        "resources",
+        "text",
+        "a pass on the loaded process",
+        T,
+        |v| v.status == Status::Ok && v.value.is_some_and(|rss| rss > 1_048_576.0),
+    );
     let rss = ok.value.expect("the RSS is recorded");
     assert!(rss < 1e9, "RSS {rss}");
     assert!(ok.message.starts_with("RSS "), "{}", ok.message);
