@@ -364,9 +364,14 @@ impl Analyzer {
         mut inbox: mpsc::Receiver<AnalyzerMsg>,
         shutdown: CancellationToken,
     ) {
-        let mut idle = tokio::time::interval(Duration::from_millis(250));
-        idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            // A pending record (a traceback still growing) is completed once its stream has been quiet
+            // for the idle time; with nothing pending there is no timer at all.
+            let idle_at = [self.stdout.idle_deadline(), self.stderr.idle_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|ms| self.clock.instant_at(ms));
             tokio::select! {
                 line = lines.recv() => match line {
                     Ok(line) => self.line(&line).await,
@@ -386,7 +391,7 @@ impl Analyzer {
                     Some(msg) => self.handle(msg).await,
                     None => break,
                 },
-                _ = idle.tick() => {
+                _ = crate::clock::sleep_until_opt(idle_at) => {
                     let now = self.clock.now_ms();
                     for record in [self.stdout.flush_idle(now), self.stderr.flush_idle(now)].into_iter().flatten() {
                         self.record(record).await;

@@ -283,6 +283,14 @@ impl RecordAssembler {
         done
     }
 
+    /// When [`Self::flush_idle`] would complete the pending record if nothing arrives meanwhile; `None`
+    /// while nothing is pending (so an idle service costs no timer at all).
+    pub fn idle_deadline(&self) -> Option<Millis> {
+        self.pending
+            .as_ref()
+            .map(|p| p.last_ms.saturating_add(self.limits.idle_ms))
+    }
+
     /// Completes the pending record if nothing arrived for idle_ms (call on a timer).
     pub fn flush_idle(&mut self, now_ms: Millis) -> Option<Record> {
         let quiet = self
