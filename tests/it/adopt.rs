@@ -440,3 +440,29 @@ fn a_new_binary_that_dies_after_the_switch_leaves_the_services_to_the_next_tend(
             .then_some(())
     });
 }
+
+#[test]
+fn sigusr2_reexecutes_like_tend_reexec() {
+    let world = World::new(
+        "[services.idle]\ncommand = \"sleep 1000\"\nstart_grace = \"10ms\"\nstop_timeout = \"2s\"\n",
+    );
+    let tend = world.up();
+    let pid = world
+        .wait_state("idle", ServiceState::Running, T)
+        .pid
+        .unwrap();
+    tend.signal(libc::SIGUSR2);
+    wait_for(T, "the new image to adopt the service", || {
+        world
+            .read_log("idle")
+            .contains(&format!("adopted pid {pid}"))
+            .then_some(())
+    });
+    assert!(pid_alive(tend.pid()));
+    assert_eq!(world.service("idle").pid, Some(pid));
+    assert!(
+        world.read_log("idle").contains("tend re-executes itself"),
+        "{}",
+        world.read_log("idle")
+    );
+}
