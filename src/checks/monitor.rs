@@ -318,6 +318,10 @@ fn pattern_set_for(config: &Config, service: &str) -> PatternSet {
             specs.extend(patterns.iter().map(spec_of));
         }
     }
+    if shipped && specs.is_empty() {
+        // The usual case: a clone shares the compiled shipped set (a few MB per service otherwise).
+        return PatternSet::shipped();
+    }
     if shipped {
         specs.extend(PatternSet::shipped().specs().iter().cloned());
     }
