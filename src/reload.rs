@@ -348,6 +348,10 @@ impl Reloader {
         let new = Arc::new(new);
         self.monitor.apply(&new, &logs);
         let mut done = self.core.reload(new.clone(), logs).await?;
+        // The core runs the new services now: readers of the configuration (the socket, the page)
+        // must know them as soon as possible.
+        self.config = new.clone();
+        self.current.send_replace(new.clone());
         // Schedules follow the services they act on: applied after the core knows the new ones.
         done.extend(
             self.schedules
@@ -355,8 +359,6 @@ impl Reloader {
                 .await
                 .map_err(|_| CoreGone)?,
         );
-        self.config = new.clone();
-        self.current.send_replace(new);
         self.watch();
         let text = if done.is_empty() {
             "no changes".to_string()
