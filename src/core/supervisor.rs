@@ -285,7 +285,7 @@ impl Supervisor {
         self.adopt_running();
         self.autostart();
         loop {
-            if self.shutting_down && (self.shutdown_mode.keeps_services() || self.all_down()) {
+            if self.shutting_down && self.may_finish() {
                 break;
             }
             let deadline = self.next_deadline();
@@ -960,7 +960,11 @@ impl Supervisor {
         if mode.keeps_services() {
             tracing::info!(?mode, "shutting down: leaving the services running");
             for service in self.services.values_mut() {
-                service.timer = None;
+                // A stop already asked for is finished first (its kill timer stays); nothing starts.
+                if service.state != ServiceState::Stopping {
+                    service.timer = None;
+                }
+                service.reload_restart = None;
             }
             return;
         }
@@ -983,6 +987,18 @@ impl Supervisor {
 
     fn all_down(&self) -> bool {
         self.services.values().all(|s| s.run.is_none())
+    }
+
+    /// Whether a shutdown is complete: every process gone, or, when they are kept running, every stop
+    /// that was under way finished (a service being stopped is not left half-stopped to the next tend).
+    fn may_finish(&self) -> bool {
+        if self.shutdown_mode.keeps_services() {
+            self.services
+                .values()
+                .all(|s| s.state != ServiceState::Stopping || s.run.is_none())
+        } else {
+            self.all_down()
+        }
     }
 
     // ---- exits and timers -----------------------------------------------------------------------

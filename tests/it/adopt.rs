@@ -466,3 +466,53 @@ fn sigusr2_reexecutes_like_tend_reexec() {
         world.read_log("idle")
     );
 }
+
+#[test]
+fn keep_services_finishes_a_stop_under_way_first() {
+    let world = World::new(
+        "[services.slow]\ncommand = [\"sh\", \"-c\", \"trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done\"]\n\
+         start_grace = \"10ms\"\nstop_timeout = \"10s\"\n\
+         [services.kept]\ncommand = \"sleep 1000\"\nstart_grace = \"10ms\"\n",
+    );
+    let mut tend = world.up();
+    let slow = world
+        .wait_state("slow", ServiceState::Running, T)
+        .pid
+        .unwrap();
+    let kept = world
+        .wait_state("kept", ServiceState::Running, T)
+        .pid
+        .unwrap();
+    let stopper = {
+        let config = world.config_path();
+        std::thread::spawn(move || {
+            std::process::Command::new(TEND)
+                .arg("-c")
+                .arg(config)
+                .args(["stop", "slow"])
+                .output()
+                .unwrap()
+        })
+    };
+    world.wait_state("slow", ServiceState::Stopping, T);
+    let out = world.tend(&["shutdown", "--keep-services"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(tend.wait_exit(T).success());
+    assert!(
+        !pid_alive(slow),
+        "a service being stopped was left half-stopped"
+    );
+    assert!(pid_alive(kept), "--keep-services stopped a running service");
+    let _ = stopper.join();
+
+    let _tend = world.up();
+    assert_eq!(
+        world.wait_state("kept", ServiceState::Running, T).pid,
+        Some(kept)
+    );
+    let slow_now = world.service("slow");
+    assert!(
+        slow_now.sticky_stop && slow_now.pid.is_none(),
+        "{slow_now:?}"
+    );
+}
