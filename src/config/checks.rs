@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use super::duration::format_duration;
 use super::raw::{
-    self, index_path, table_label, Field, Node, RawCheck, RawCheckFile, RawOnFail, RawPattern,
-    Table, Value,
+    self, table_label, Field, Node, RawCheck, RawCheckFile, RawOnFail, RawPattern, Table, Value,
 };
 use super::suggest::did_you_mean;
 use super::validate::Validator;
@@ -985,22 +984,8 @@ impl Validator {
         };
         let how = "write each pattern as a [[checks.NAME.pattern]] block with name, regex, \
                    severity and optionally group_by";
-        let Value::Array(items) = &field.node.value else {
-            self.type_error(field, "an array of tables", Some(how.to_string()));
-            return Vec::new();
-        };
         let mut patterns = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let path = index_path(&field.path, index + 1);
-            let Value::Table(table) = &item.value else {
-                self.report.error(
-                    item.span.clone(),
-                    Some(&path),
-                    format!("expected a table, found {}", item.kind()),
-                    Some(how.to_string()),
-                );
-                continue;
-            };
+        for (path, item, table) in self.array_of_tables(field, how) {
             if let Some(pattern) = self.pattern(&path, item, table) {
                 patterns.push(pattern);
             }

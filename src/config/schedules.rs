@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use super::duration::format_duration;
 use super::raw::{
-    index_path, table_label, Field, Node, RawSchedule, Table, Value, SCHEDULE_ACTION_KEYS,
-    SCHEDULE_COMMON_KEYS,
+    table_label, Field, Node, RawSchedule, Table, Value, SCHEDULE_ACTION_KEYS, SCHEDULE_COMMON_KEYS,
 };
 use super::suggest::did_you_mean;
 use super::validate::{is_valid_name, Validator};
@@ -70,24 +69,10 @@ impl Validator {
             return Vec::new();
         };
         let how = "write each schedule as a [[schedule]] block with cron, action and its keys";
-        let Value::Array(items) = &field.node.value else {
-            self.type_error(field, "an array of tables", Some(how.to_string()));
-            return Vec::new();
-        };
         let mut checked: Vec<Checked> = Vec::new();
         // Name -> (label, line) of its first definition.
         let mut names: BTreeMap<String, (String, usize)> = BTreeMap::new();
-        for (index, item) in items.iter().enumerate() {
-            let path = index_path(&field.path, index + 1);
-            let Value::Table(table) = &item.value else {
-                self.report.error(
-                    item.span.clone(),
-                    Some(&path),
-                    format!("expected a table, found {}", item.kind()),
-                    Some(how.to_string()),
-                );
-                continue;
-            };
+        for (path, item, table) in self.array_of_tables(field, how) {
             let Some(entry) = self.schedule_entry(&path, item, table, targets) else {
                 continue;
             };

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::{suggest_duration, suggest_size, DURATION_EXPECTED, SIZE_EXPECTED};
-use super::raw::{Field, Table, Value};
+use super::raw::{index_path, Field, Node, Table, Value};
 use super::suggest::did_you_mean;
 use super::validate::Validator;
 use super::{parse_duration, parse_size};
@@ -319,6 +319,34 @@ impl Validator {
         let message = format!("`{}`: {problem}", self.quote(field));
         self.report
             .error(field.node.span.clone(), Some(&field.path), message, help);
+    }
+
+    /// The entries of an array of tables (`[[checks.x.pattern]]`, `[[schedule]]`, `[[web.users]]`), each
+    /// with its dotted path (`schedule[2]`); anything that is not an array of tables is reported with
+    /// `how` as the help and left out.
+    pub(super) fn array_of_tables<'f>(
+        &mut self,
+        field: &'f Field,
+        how: &str,
+    ) -> Vec<(String, &'f Node, &'f Table)> {
+        let Value::Array(items) = &field.node.value else {
+            self.type_error(field, "an array of tables", Some(how.to_string()));
+            return Vec::new();
+        };
+        let mut tables = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let path = index_path(&field.path, index + 1);
+            match &item.value {
+                Value::Table(table) => tables.push((path, item, table)),
+                _ => self.report.error(
+                    item.span.clone(),
+                    Some(&path),
+                    format!("expected a table, found {}", item.kind()),
+                    Some(how.to_string()),
+                ),
+            }
+        }
+        tables
     }
 
     pub(super) fn type_error(&mut self, field: &Field, expected: &str, help: Option<String>) {

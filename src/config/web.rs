@@ -147,23 +147,9 @@ impl Validator {
 
     fn web_users(&mut self, field: &Field) -> Vec<WebUser> {
         let how = "write each user as a [[web.users]] block with name, password_hash and role";
-        let Value::Array(items) = &field.node.value else {
-            self.type_error(field, "an array of tables", Some(how.to_string()));
-            return Vec::new();
-        };
         let mut users = Vec::new();
         let mut seen = BTreeSet::new();
-        for (index, item) in items.iter().enumerate() {
-            let path = index_path(&field.path, index + 1);
-            let Value::Table(table) = &item.value else {
-                self.report.error(
-                    item.span.clone(),
-                    Some(&path),
-                    format!("expected a table, found {}", item.kind()),
-                    Some(how.to_string()),
-                );
-                continue;
-            };
+        for (path, item, table) in self.array_of_tables(field, how) {
             if let Some(user) = self.web_user(&path, item.span.clone(), table) {
                 if !seen.insert(user.name.clone()) {
                     self.report.error(

@@ -175,6 +175,16 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Takes a reloaded configuration; the running log rotates by new limits from its next line.
+    fn update_config(&mut self, cfg: ServiceConfig) {
+        if (cfg.max_log_size, cfg.log_keep) != (self.cfg.max_log_size, self.cfg.log_keep) {
+            self.log.set_limits(cfg.max_log_size, cfg.log_keep);
+        }
+        self.cfg = cfg;
+    }
+}
+
 /// Opens the log of one service with the running tend's log settings.
 fn open_log(config: &Config, cfg: &ServiceConfig) -> Result<ServiceLog, SupervisorError> {
     ServiceLog::open(LogSettings {
@@ -1635,11 +1645,7 @@ impl Supervisor {
             ) else {
                 continue;
             };
-            if (cfg.max_log_size, cfg.log_keep) != (service.cfg.max_log_size, service.cfg.log_keep)
-            {
-                service.log.set_limits(cfg.max_log_size, cfg.log_keep);
-            }
-            service.cfg = cfg;
+            service.update_config(cfg);
             let keys = keys.join(", ");
             service.log.try_marker(format!(
                 "configuration changed ({keys}): a restart applies it"
@@ -1655,12 +1661,7 @@ impl Supervisor {
             ) else {
                 continue;
             };
-            if (cfg.max_log_size, cfg.log_keep) != (service.cfg.max_log_size, service.cfg.log_keep)
-            {
-                // The running log rotates by the new limits from its next line.
-                service.log.set_limits(cfg.max_log_size, cfg.log_keep);
-            }
-            service.cfg = cfg;
+            service.update_config(cfg);
             done.push(format!(
                 "{name}: changed ({}), applied without a restart",
                 keys.join(", ")

@@ -188,6 +188,18 @@ impl Entry {
         self.schedule.spec()
     }
 
+    /// Records a run that did not happen, and says why in the tick (for tend's log).
+    fn skip(&mut self, tick: &mut Tick, now_ms: Millis, message: String) {
+        tick.skipped
+            .push(format!("schedule {}: skipped: {message}", self.spec().name));
+        self.record(RunRecord {
+            at_ms: now_ms,
+            status: RunStatus::Skipped,
+            message,
+            duration_ms: 0,
+        });
+    }
+
     fn record(&mut self, record: RunRecord) {
         self.runs.push_front(record);
         self.runs.truncate(KEEP_RUNS);
@@ -345,16 +357,7 @@ impl Book {
                             "the previous run (started {}) is still going",
                             utc_time(since)
                         );
-                        tick.skipped.push(format!(
-                            "schedule {}: skipped: {message}",
-                            entry.spec().name
-                        ));
-                        entry.record(RunRecord {
-                            at_ms: now_ms,
-                            status: RunStatus::Skipped,
-                            message,
-                            duration_ms: 0,
-                        });
+                        entry.skip(&mut tick, now_ms, message);
                         continue;
                     }
                     entry.running = Some(now_ms);
@@ -372,16 +375,7 @@ impl Book {
                         "{missed} missed run(s) while tend was not running were skipped, not \
                          replayed"
                     );
-                    tick.skipped.push(format!(
-                        "schedule {}: skipped: {message}",
-                        entry.spec().name
-                    ));
-                    entry.record(RunRecord {
-                        at_ms: now_ms,
-                        status: RunStatus::Skipped,
-                        message,
-                        duration_ms: 0,
-                    });
+                    entry.skip(&mut tick, now_ms, message);
                 }
             }
         }

@@ -210,17 +210,7 @@ pub fn filter_live(
     service: &str,
     line: LogLine,
 ) -> Option<FoundLine> {
-    let mut matcher = Matcher {
-        query,
-        needle: query
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(|t| memmem::Finder::new(t.to_ascii_lowercase().as_bytes()).into_owned()),
-        patterns,
-        redactor,
-        lower: Vec::new(),
-    };
+    let mut matcher = Matcher::new(query, patterns, redactor);
     if query.from.is_some_and(|from| line.ts < from) {
         return None;
     }
@@ -364,7 +354,22 @@ struct Matcher<'a> {
     lower: Vec<u8>,
 }
 
-impl Matcher<'_> {
+impl<'a> Matcher<'a> {
+    fn new(query: &'a LogQuery, patterns: &'a PatternSet, redactor: &'a Redactor) -> Matcher<'a> {
+        Matcher {
+            query,
+            // Case-insensitive text search: lines are lowered into `lower` before the search.
+            needle: query
+                .text
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(|t| memmem::Finder::new(t.to_ascii_lowercase().as_bytes()).into_owned()),
+            patterns,
+            redactor,
+            lower: Vec::new(),
+        }
+    }
+
     /// The line as shown, if it passes every filter.
     fn check(&mut self, service: &str, line: LogLine) -> Option<FoundLine> {
         if self.query.to.is_some_and(|to| line.ts > to) {
@@ -434,17 +439,7 @@ pub fn search(
     } else {
         query.scan_budget
     };
-    let mut matcher = Matcher {
-        query,
-        needle: query
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(|t| memmem::Finder::new(t.to_ascii_lowercase().as_bytes()).into_owned()),
-        patterns,
-        redactor,
-        lower: Vec::new(),
-    };
+    let mut matcher = Matcher::new(query, patterns, redactor);
     let io_err = |service: &str, source| SearchError::Io {
         service: service.to_string(),
         dir: dir.to_path_buf(),
