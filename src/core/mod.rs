@@ -19,7 +19,9 @@ use crate::logs::ServiceLog;
 use crate::recovery::Recovery;
 use crate::state::StartRecord;
 
+pub mod flood_model;
 pub mod policy;
+pub mod start_queue;
 mod supervisor;
 
 pub use policy::Hold;
