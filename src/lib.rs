@@ -9,7 +9,6 @@
 //! - [`state`]: what survives a restart of tend (start history, sticky stops), written atomically.
 //! - [`control`]: the Unix control socket, its protocol and the CLI client.
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
-//! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
 //! - [`schedule`]: `[[schedule]]` cron entries: run times (pure) and the runner that performs them.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
@@ -32,7 +31,6 @@ pub mod recovery;
 pub mod reexec;
 pub mod reload;
 pub mod schedule;
-pub mod sim;
 pub mod state;
 pub mod web;
 

@@ -135,7 +135,7 @@ enum Cmd {
     HashPassword,
     /// The Telethon service emulator (same as the `tend-sim` binary).
     #[command(hide = true)]
-    Sim(Box<tend::sim::SimArgs>),
+    Sim(Box<tend_sim::SimArgs>),
 }
 
 #[derive(Args)]
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
         tend::host::init_from_env();
     }
     if let Cmd::Sim(args) = cli.command {
-        return tend::sim::run_args(*args);
+        return tend_sim::run_args(*args);
     }
     if let Cmd::HashPassword = cli.command {
         return match hash_password() {
