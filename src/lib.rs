@@ -47,7 +47,7 @@ pub enum RunError {
 
 /// How a run of the daemon ended.
 #[derive(Debug)]
-pub enum RunEnd {
+pub enum DaemonEnd {
     /// Every service was stopped.
     Stopped,
     /// The services were left running for the next tend to adopt.
@@ -66,7 +66,7 @@ pub async fn run(
     config: config::Config,
     shutdown: CancellationToken,
     inherited: reexec::Inherited,
-) -> Result<RunEnd, RunError> {
+) -> Result<DaemonEnd, RunError> {
     // host: termination handlers from the very start (as PID 1, a signal without one is dropped).
     let signals = host::Terminations::install();
     let socket = match inherited.control {
@@ -186,9 +186,9 @@ pub async fn run(
         }
     }
     Ok(match mode {
-        core::ShutdownMode::Stop => RunEnd::Stopped,
-        core::ShutdownMode::KeepServices => RunEnd::KeptServices,
-        core::ShutdownMode::Reexec => RunEnd::Reexec(listeners),
+        core::ShutdownMode::Stop => DaemonEnd::Stopped,
+        core::ShutdownMode::KeepServices => DaemonEnd::KeptServices,
+        core::ShutdownMode::Reexec => DaemonEnd::Reexec(listeners),
     })
 }
 

@@ -23,6 +23,7 @@ use super::error::AppError;
 use super::logs::{self, LogQuery};
 use super::view::{self, Me, StatusView};
 use super::WebState;
+use crate::checks::diagnose::CHAT_PATTERNS;
 use crate::checks::monitor::ErrorReport;
 use crate::config::CheckKind;
 use crate::core::{ActionResult, Event, Outcome};
@@ -31,12 +32,6 @@ use crate::core::{ActionResult, Event, Outcome};
 const DOWNLOAD_MAX_LINES: usize = 1_000_000;
 /// How often the live stream refreshes uptime and CPU when nothing else changes.
 const LIVE_TICK: Duration = Duration::from_secs(5);
-/// Pattern names whose group_by tables hold chat ids the account cannot reach.
-const CHAT_PATTERNS: &[&str] = &[
-    "Cannot find chat",
-    "Cannot resolve",
-    "Could not find the input entity",
-];
 const CHAT_ADVICE: &str =
     "\"Cannot find chat\" is not a bug: the automation sends into chats this \
     account is no longer in (kicked, left, or the chat was deleted). Check that the account is a \
