@@ -11,6 +11,8 @@
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
 //! - [`schedule`]: `[[schedule]]` cron entries: run times (pure) and the runner that performs them.
+//! - [`verbs`]: the operator verbs (start, stop, restart, reload_cache, recover) and their one dispatch
+//!   to the core, shared by the control socket, the web API and the schedules.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
 //! - [`host`]: tend towards whatever started it: systemd (sd_notify readiness, status, watchdog) and
 //!   container runtimes (PID 1: termination signals, a second signal skips the stop grace).
@@ -32,6 +34,7 @@ pub mod reexec;
 pub mod reload;
 pub mod schedule;
 pub mod state;
+pub mod verbs;
 pub mod web;
 
 #[derive(Debug, thiserror::Error)]
