@@ -1,6 +1,6 @@
 //! `cargo bench --bench checks_idle`: what the checks cost tend while nothing happens.
 //!
-//! Two emulated services (`tend-sim` as send_text and send_media, real time scale) run under `tend up`
+//! Two emulated services (`tend sim` as send_text and send_media, real time scale) run under `tend up`
 //! for a window of idle time (60 s; `CHECKS_BENCH_SECS` changes it), three times:
 //! - with the shipped checks (`checks/telethon.toml`: health, cache, errors, port, resources) as shipped;
 //! - with no checks at all, the baseline;
@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use tend::core::{ServiceState, Snapshot};
 
 const TEND: &str = env!("CARGO_BIN_EXE_tend");
-const SIM: &str = env!("CARGO_BIN_EXE_tend-sim");
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/checks/telethon.toml");
 
 /// A running `tend up`, stopped (SIGTERM, which also saves the check history) on drop.
@@ -69,7 +68,7 @@ fn sim(name: &str, port: u16) -> String {
     format!(
         r#"
 [services.{name}]
-command = ["{SIM}", "--service", "{name}", "--port", "{port}", "--account", "{name}", "--state-dir", "sim"]
+command = ["{TEND}", "sim", "--service", "{name}", "--port", "{port}", "--account", "{name}", "--state-dir", "sim"]
 port = {port}
 group = "telegram"
 start_grace = "1s"

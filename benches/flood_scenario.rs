@@ -11,10 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tend::sim::{read_events, EventKind};
+use tend_sim::{read_events, EventKind};
 
 const TEND: &str = env!("CARGO_BIN_EXE_tend");
-const SIM: &str = env!("CARGO_BIN_EXE_tend-sim");
 const SCALE: f64 = 0.001;
 const HOUR_MS: u64 = 3600;
 
@@ -22,7 +21,7 @@ fn service(name: &str, crash_after: u32, policy: &str) -> String {
     format!(
         r#"
 [services.{name}]
-command = "{SIM} --service {name} --port 0 --account main --state-dir sim --time-scale {SCALE} --crash-after {crash_after} --exit-code 1 --warmup-interval 0 --pts-noise-interval 0"
+command = "{TEND} sim --service {name} --port 0 --account main --state-dir sim --time-scale {SCALE} --crash-after {crash_after} --exit-code 1 --warmup-interval 0 --pts-noise-interval 0"
 start_grace = "30ms"
 stop_timeout = "1s"
 {policy}

@@ -75,33 +75,40 @@ pub fn format_ms(ms: Millis) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
-/// `1h2m3s`-style rendering of a span, for status output ("in 9m58s").
-pub fn human_ms(ms: Millis) -> String {
-    let ms = ms.max(0);
-    if ms < 1000 {
-        return format!("{ms}ms");
+/// tend's one duration formatter: a span in the syntax the config's durations are written in
+/// (`config::parse_duration` reads it back: "1h30m", "1.5s", "250ms", "0s"), rounded down to whole
+/// milliseconds. Used for messages, probe results and status output, so what tend prints can be pasted
+/// into the file.
+pub fn format_duration(duration: Duration) -> String {
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_string();
     }
-    let mut secs = ms / 1000;
-    let days = secs / 86_400;
-    secs %= 86_400;
-    let hours = secs / 3600;
-    secs %= 3600;
-    let mins = secs / 60;
-    secs %= 60;
     let mut out = String::new();
-    if days > 0 {
-        out.push_str(&format!("{days}d"));
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
+        if millis >= size {
+            out.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
     }
-    if hours > 0 {
-        out.push_str(&format!("{hours}h"));
-    }
-    if mins > 0 && days == 0 {
-        out.push_str(&format!("{mins}m"));
-    }
-    if (secs > 0 || out.is_empty()) && days == 0 && hours == 0 {
-        out.push_str(&format!("{secs}s"));
+    match (millis / 1_000, millis % 1_000) {
+        (0, 0) => {}
+        (0, ms) => out.push_str(&format!("{ms}ms")),
+        (s, 0) => out.push_str(&format!("{s}s")),
+        (s, ms) => {
+            let fraction = format!("{ms:03}");
+            out.push_str(&format!("{s}.{}s", fraction.trim_end_matches('0')));
+        }
     }
     out
+}
+
+/// A span of wall milliseconds for status output ("in 9m58s"): [`format_duration`] to the whole second
+/// from one second up (a countdown's milliseconds are noise); a negative span is 0.
+pub fn human_ms(ms: Millis) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    let ms = if ms >= 1000 { ms - ms % 1000 } else { ms };
+    format_duration(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -109,13 +116,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn formatted_durations_are_exact_to_the_millisecond() {
+        let ms = Duration::from_millis;
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_micros(250_900)), "250ms");
+        assert_eq!(format_duration(ms(1_500)), "1.5s");
+        assert_eq!(format_duration(ms(90_000)), "1m30s");
+        assert_eq!(format_duration(ms(86_400_000 + 5_000)), "1d5s");
+    }
+
+    #[test]
     fn human_rendering() {
-        assert_eq!(human_ms(0), "0ms");
+        assert_eq!(human_ms(-5), "0s");
+        assert_eq!(human_ms(0), "0s");
         assert_eq!(human_ms(999), "999ms");
         assert_eq!(human_ms(1_000), "1s");
-        assert_eq!(human_ms(598_000), "9m58s");
+        assert_eq!(human_ms(1_500), "1s");
+        assert_eq!(human_ms(598_123), "9m58s");
         assert_eq!(human_ms(3_600_000), "1h");
-        assert_eq!(human_ms(3_720_000), "1h2m");
+        assert_eq!(human_ms(3_723_000), "1h2m3s");
         assert_eq!(human_ms(90_000_000), "1d1h");
     }
 

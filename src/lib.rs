@@ -9,9 +9,10 @@
 //! - [`state`]: what survives a restart of tend (start history, sticky stops), written atomically.
 //! - [`control`]: the Unix control socket, its protocol and the CLI client.
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
-//! - [`sim`]: `tend-sim`, the emulator of the Telethon webhook services.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
 //! - [`schedule`]: `[[schedule]]` cron entries: run times (pure) and the runner that performs them.
+//! - [`verbs`]: the operator verbs (start, stop, restart, reload_cache, recover) and their one dispatch
+//!   to the core, shared by the control socket, the web API and the schedules.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
 //! - [`host`]: tend towards whatever started it: systemd (sd_notify readiness, status, watchdog) and
 //!   container runtimes (PID 1: termination signals, a second signal skips the stop grace).
@@ -32,8 +33,8 @@ pub mod recovery;
 pub mod reexec;
 pub mod reload;
 pub mod schedule;
-pub mod sim;
 pub mod state;
+pub mod verbs;
 pub mod web;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub enum RunError {
 
 /// How a run of the daemon ended.
 #[derive(Debug)]
-pub enum RunEnd {
+pub enum DaemonEnd {
     /// Every service was stopped.
     Stopped,
     /// The services were left running for the next tend to adopt.
@@ -68,7 +69,7 @@ pub async fn run(
     config: config::Config,
     shutdown: CancellationToken,
     inherited: reexec::Inherited,
-) -> Result<RunEnd, RunError> {
+) -> Result<DaemonEnd, RunError> {
     // host: termination handlers from the very start (as PID 1, a signal without one is dropped).
     let signals = host::Terminations::install();
     let socket = match inherited.control {
@@ -188,9 +189,9 @@ pub async fn run(
         }
     }
     Ok(match mode {
-        core::ShutdownMode::Stop => RunEnd::Stopped,
-        core::ShutdownMode::KeepServices => RunEnd::KeptServices,
-        core::ShutdownMode::Reexec => RunEnd::Reexec(listeners),
+        core::ShutdownMode::Stop => DaemonEnd::Stopped,
+        core::ShutdownMode::KeepServices => DaemonEnd::KeptServices,
+        core::ShutdownMode::Reexec => DaemonEnd::Reexec(listeners),
     })
 }
 

@@ -135,7 +135,7 @@ enum Cmd {
     HashPassword,
     /// The Telethon service emulator (same as the `tend-sim` binary).
     #[command(hide = true)]
-    Sim(Box<tend::sim::SimArgs>),
+    Sim(Box<tend_sim::SimArgs>),
 }
 
 #[derive(Args)]
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
         tend::host::init_from_env();
     }
     if let Cmd::Sim(args) = cli.command {
-        return tend::sim::run_args(*args);
+        return tend_sim::run_args(*args);
     }
     if let Cmd::HashPassword = cli.command {
         return match hash_password() {
@@ -275,14 +275,14 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
         let shutdown = CancellationToken::new();
         let end = tend::run(config, shutdown, inherited).await;
         let listeners = match end {
-            Ok(tend::RunEnd::Stopped) | Ok(tend::RunEnd::KeptServices) => return exit::OK,
+            Ok(tend::DaemonEnd::Stopped) | Ok(tend::DaemonEnd::KeptServices) => return exit::OK,
             Err(err) => {
                 tracing::error!("{err}");
                 eprintln!("tend: {err}");
                 tend::host::notify_status(&format!("failed: {err}"));
                 return exit::FAILED;
             }
-            Ok(tend::RunEnd::Reexec(listeners)) => listeners,
+            Ok(tend::DaemonEnd::Reexec(listeners)) => listeners,
         };
         let exe = tend::reexec::own_exe();
         tracing::info!(exe = %exe.display(), "executing the new binary");

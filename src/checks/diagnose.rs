@@ -15,8 +15,9 @@ use crate::core::{CoreHandle, ServiceState, ServiceStatus, Snapshot};
 
 /// Below this the dialog cache is suspicious (the account has ~3,900 dialogs).
 const CACHE_WARN_BELOW: f64 = 3900.0;
-/// Pattern names whose group_by tables list chats the account cannot reach.
-const CHAT_PATTERNS: &[&str] = &[
+/// Pattern names whose group_by tables list chats the account cannot reach (the one list: the web
+/// API's chat advice reads it too).
+pub const CHAT_PATTERNS: &[&str] = &[
     "Cannot find chat",
     "Cannot resolve",
     "Could not find the input entity",

@@ -63,31 +63,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     u64::try_from(bytes).map_err(|_| format!("size `{text}` is too large"))
 }
 
-/// Formats a duration in the syntax [`parse_duration`] reads ("1h30m", "1.5s", "0s"), rounded down to
-/// whole milliseconds. For messages and status output, so what tend prints can be pasted into the file.
-pub fn format_duration(duration: Duration) -> String {
-    let mut millis = duration.as_millis();
-    if millis == 0 {
-        return "0s".to_string();
-    }
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
-        if millis >= size {
-            out.push_str(&format!("{}{unit}", millis / size));
-            millis %= size;
-        }
-    }
-    match (millis / 1_000, millis % 1_000) {
-        (0, 0) => {}
-        (0, ms) => out.push_str(&format!("{ms}ms")),
-        (s, 0) => out.push_str(&format!("{s}s")),
-        (s, ms) => {
-            let fraction = format!("{ms:03}");
-            out.push_str(&format!("{s}.{}s", fraction.trim_end_matches('0')));
-        }
-    }
-    out
-}
+/// The inverse of [`parse_duration`]; tend's one duration formatter lives in [`crate::clock`].
+pub use crate::clock::format_duration;
 
 /// A fixed version of a bad duration, when the intent is clear: "10 minutes" -> "10m".
 pub(crate) fn suggest_duration(text: &str) -> Option<String> {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use super::protocol::{self, CheckRow, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
 use crate::checks::monitor::MonitorHandle;
 use crate::config::{CheckKind, Config, FailAction};
-use crate::core::{ActionResult, CoreHandle, ShutdownMode, Snapshot};
+use crate::core::{CoreHandle, ShutdownMode, Snapshot};
+use crate::verbs::{self, Verb};
 
 /// What a connection handler may use: the core, the checks, the configuration.
 #[derive(Clone)]
@@ -300,8 +301,10 @@ fn resolve_names(
     Ok(names.to_vec())
 }
 
+/// Who asked, in the log and the start history, for every verb that comes over the socket.
+const BY: &str = "control socket";
+
 async fn handle_request(ctx: &Context, request: Request) -> Response {
-    const BY: &str = "control socket";
     let core = &ctx.core;
     let Ok(snapshot) = core.status().await else {
         return gone();
@@ -327,22 +330,11 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
             Err(reply) => reply,
         },
         Request::Start { names, force } => {
-            run_actions(core, &snapshot, &names, move |c, n| async move {
-                c.start(&n, force, BY).await
-            })
-            .await
+            run_verb(core, &snapshot, &names, Verb::Start { force }).await
         }
-        Request::Stop { names } => {
-            run_actions(core, &snapshot, &names, |c, n| async move {
-                c.stop(&n, BY).await
-            })
-            .await
-        }
+        Request::Stop { names } => run_verb(core, &snapshot, &names, Verb::Stop).await,
         Request::Restart { names, force } => {
-            run_actions(core, &snapshot, &names, move |c, n| async move {
-                c.restart(&n, force, BY).await
-            })
-            .await
+            run_verb(core, &snapshot, &names, Verb::Restart { force }).await
         }
         Request::Logs {
             name,
@@ -373,21 +365,18 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
             Err(_) => gone(),
         },
         Request::Recover { group, cancel } => {
-            let result = if cancel {
-                core.cancel_recovery(&group, BY).await
+            let verb = if cancel {
+                Verb::CancelRecovery
             } else {
-                core.recover(&group, BY).await
+                Verb::Recover
             };
-            match result {
+            match verbs::dispatch(core, &verb, &group, BY).await {
                 Ok(r) => Response::Actions { results: vec![r] },
                 Err(_) => gone(),
             }
         }
         Request::ReloadCache { names, force } => {
-            run_actions(core, &snapshot, &names, move |c, n| async move {
-                c.reload_cache(&n, force, BY).await
-            })
-            .await
+            run_verb(core, &snapshot, &names, Verb::ReloadCache { force }).await
         }
         Request::Checks => Response::Checks {
             checks: check_rows(&current_config(ctx), &snapshot),
@@ -530,36 +519,21 @@ fn unknown_service(snapshot: &Snapshot, name: &str) -> Response {
         .unwrap_or_else(gone)
 }
 
-/// Runs one action per service concurrently (a stop waits for its process; several stops overlap) and
+/// Runs `verb` on each named service (all of them concurrently, see [`verbs::dispatch_each`]) and
 /// answers with the results in the order the names were given.
-async fn run_actions<F, Fut>(
+async fn run_verb(
     core: &CoreHandle,
     snapshot: &Snapshot,
     names: &[String],
-    action: F,
-) -> Response
-where
-    F: Fn(CoreHandle, String) -> Fut,
-    Fut: std::future::Future<Output = Result<ActionResult, crate::core::CoreGone>> + Send + 'static,
-{
+    verb: Verb,
+) -> Response {
     let names = match resolve_names(snapshot, names, false) {
         Ok(names) => names,
         Err(reply) => return reply,
     };
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, name) in names.iter().enumerate() {
-        let fut = action(core.clone(), name.clone());
-        tasks.spawn(async move { (index, fut.await) });
-    }
-    let mut results: Vec<Option<ActionResult>> = vec![None; names.len()];
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, Ok(result))) => results[index] = Some(result),
-            _ => return gone(),
-        }
-    }
-    Response::Actions {
-        results: results.into_iter().flatten().collect(),
+    match verbs::dispatch_each(core, &verb, &names, BY).await {
+        Ok(results) => Response::Actions { results },
+        Err(_) => gone(),
     }
 }
 

@@ -27,7 +27,7 @@ pub mod watchdog;
 
 pub use notify::{
     init_from_env, notify_handing_over, notify_ready, notify_reloading, notify_status,
-    notify_stopping, reexec_env, Inherited, HOST_VARS,
+    notify_stopping, reexec_env, SystemdEnv, HOST_VARS,
 };
 pub use signals::{is_pid1, Terminations};
 

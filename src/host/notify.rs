@@ -27,9 +27,9 @@ pub const HOST_VARS: [&str; 6] = [
     "LISTEN_FDNAMES",
 ];
 
-/// What tend found in its environment at start, before it removed those variables.
+/// What tend found of systemd in its environment at start, before it removed those variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inherited {
+pub struct SystemdEnv {
     /// `NOTIFY_SOCKET`: where sd_notify messages go.
     pub notify_socket: Option<OsString>,
     /// `WATCHDOG_USEC`: the watchdog interval systemd enforces (`WatchdogSec=`).
@@ -43,12 +43,12 @@ pub struct Inherited {
     pub listen_fdnames: Option<String>,
 }
 
-impl Inherited {
+impl SystemdEnv {
     /// Reads the variables from an environment lookup (the real one, or a table in tests).
-    pub fn read(mut var: impl FnMut(&str) -> Option<OsString>) -> Inherited {
+    pub fn read(mut var: impl FnMut(&str) -> Option<OsString>) -> SystemdEnv {
         let notify_socket = var("NOTIFY_SOCKET").filter(|v| !v.is_empty());
         let mut text = |name: &str| var(name).map(|v| v.to_string_lossy().into_owned());
-        Inherited {
+        SystemdEnv {
             notify_socket,
             watchdog_usec: text("WATCHDOG_USEC"),
             watchdog_pid: text("WATCHDOG_PID"),
@@ -143,7 +143,7 @@ impl NotifySocket {
 /// tend's side of the conversation with systemd: the inherited variables and the notify socket.
 #[derive(Debug)]
 pub struct Host {
-    inherited: Inherited,
+    inherited: SystemdEnv,
     socket: Option<NotifySocket>,
     /// The last `STATUS=` text, repeated with a later `READY=1`.
     status: Mutex<String>,
@@ -156,7 +156,7 @@ pub struct Host {
 static HOST: OnceLock<Host> = OnceLock::new();
 
 impl Host {
-    fn new(inherited: Inherited) -> Host {
+    fn new(inherited: SystemdEnv) -> Host {
         let socket =
             inherited
                 .notify_socket
@@ -178,7 +178,7 @@ impl Host {
         }
     }
 
-    pub fn inherited(&self) -> &Inherited {
+    pub fn inherited(&self) -> &SystemdEnv {
         &self.inherited
     }
 
@@ -227,7 +227,7 @@ impl Host {
 /// call, the first use of the notify functions reads the environment without changing it.
 pub fn init_from_env() -> &'static Host {
     HOST.get_or_init(|| {
-        let inherited = Inherited::read(|name| std::env::var_os(name));
+        let inherited = SystemdEnv::read(|name| std::env::var_os(name));
         for name in HOST_VARS {
             std::env::remove_var(name);
         }
@@ -237,7 +237,7 @@ pub fn init_from_env() -> &'static Host {
 
 /// The process-wide [`Host`] (see [`init_from_env`]).
 pub fn host() -> &'static Host {
-    HOST.get_or_init(|| Host::new(Inherited::read(|name| std::env::var_os(name))))
+    HOST.get_or_init(|| Host::new(SystemdEnv::read(|name| std::env::var_os(name))))
 }
 
 fn main_pid() -> String {
@@ -398,7 +398,7 @@ mod tests {
             ("WATCHDOG_USEC", "30000000"),
             ("LISTEN_FDS", "2"),
         ];
-        let inherited = Inherited::read(|name| {
+        let inherited = SystemdEnv::read(|name| {
             table
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(inherited.watchdog_pid, None);
         assert_eq!(inherited.listen_fds.as_deref(), Some("2"));
         // An empty NOTIFY_SOCKET means "no systemd", as in sd_notify(3).
-        let empty = Inherited::read(|name| (name == "NOTIFY_SOCKET").then(OsString::new));
+        let empty = SystemdEnv::read(|name| (name == "NOTIFY_SOCKET").then(OsString::new));
         assert_eq!(empty.notify_socket, None);
     }
 

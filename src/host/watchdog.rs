@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::notify::Inherited;
+use super::notify::SystemdEnv;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WatchdogError {
@@ -24,7 +24,7 @@ pub enum WatchdogError {
 /// The watchdog interval systemd asks for, if the watchdog is meant for this process: `WATCHDOG_USEC`
 /// set, and `WATCHDOG_PID` unset or equal to `own_pid` (otherwise the variables were meant for a parent
 /// that ran tend, and are none of tend's business).
-pub fn interval(inherited: &Inherited, own_pid: u32) -> Result<Option<Duration>, WatchdogError> {
+pub fn interval(inherited: &SystemdEnv, own_pid: u32) -> Result<Option<Duration>, WatchdogError> {
     let Some(usec) = &inherited.watchdog_usec else {
         return Ok(None);
     };
@@ -107,12 +107,12 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    fn inherited(usec: Option<&str>, pid: Option<&str>) -> Inherited {
-        Inherited {
+    fn inherited(usec: Option<&str>, pid: Option<&str>) -> SystemdEnv {
+        SystemdEnv {
             watchdog_usec: usec.map(String::from),
             watchdog_pid: pid.map(String::from),
             notify_socket: Some(OsString::from("@x")),
-            ..Inherited::default()
+            ..SystemdEnv::default()
         }
     }
 

@@ -12,6 +12,7 @@ use super::ScheduleAction;
 use crate::checks::monitor::MonitorHandle;
 use crate::clock::human_ms;
 use crate::core::{CoreHandle, Outcome, ServiceState};
+use crate::verbs::{self, Verb};
 
 /// The real performer: the core, the checks and an HTTP client for the probes and the webhook.
 #[derive(Clone)]
@@ -58,7 +59,8 @@ impl Actions {
         let by = job.by();
         let mut results = Vec::new();
         for name in &job.spec.services {
-            let result = match self.core.reload_cache(name, false, &by).await {
+            let verb = Verb::ReloadCache { force: false };
+            let result = match verbs::dispatch(&self.core, &verb, name, &by).await {
                 Ok(action) => outcome(name, &action.outcome),
                 Err(gone) => (RunStatus::Failed, format!("{name}: {gone}")),
             };
@@ -74,6 +76,9 @@ impl Actions {
         let snapshot = match self.core.status().await {
             Ok(snapshot) => snapshot,
             Err(gone) => return Performed::new(RunStatus::Failed, gone.to_string()),
+        };
+        let restart = Verb::ScheduledRestart {
+            schedule: job.spec.name.clone(),
         };
         let mut results = Vec::new();
         for name in &job.spec.services {
@@ -95,7 +100,7 @@ impl Actions {
                         ),
                     )
                 }
-                Some(_) => match self.core.scheduled_restart(name, &job.spec.name).await {
+                Some(_) => match verbs::dispatch(&self.core, &restart, name, &job.by()).await {
                     Ok(action) => outcome(name, &action.outcome),
                     Err(gone) => (RunStatus::Failed, format!("{name}: {gone}")),
                 },

@@ -29,7 +29,7 @@ pub mod runner;
 mod tests;
 
 pub use actions::Actions;
-pub use runner::{RunRecord, RunStatus, ScheduleHandle, ScheduleView};
+pub use runner::{RunStatus, ScheduleHandle, ScheduleRun, ScheduleView};
 
 /// A run missed by less than this is still made (once); older ones are skipped.
 pub const CATCH_UP_GRACE_MS: i64 = 60_000;

@@ -87,7 +87,7 @@ impl std::fmt::Display for RunStatus {
 
 /// One run (or skipped run) of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRecord {
+pub struct ScheduleRun {
     /// When it started (wall-clock ms).
     pub at_ms: Millis,
     pub status: RunStatus,
@@ -154,12 +154,12 @@ pub struct ScheduleView {
     /// Set while a run is going.
     pub running_since_ms: Option<Millis>,
     /// The latest outcomes, newest first (at most [`KEEP_RUNS`]).
-    pub runs: Vec<RunRecord>,
+    pub runs: Vec<ScheduleRun>,
 }
 
 impl ScheduleView {
     /// The latest outcome.
-    pub fn last(&self) -> Option<&RunRecord> {
+    pub fn last(&self) -> Option<&ScheduleRun> {
         self.runs.first()
     }
 }
@@ -180,7 +180,7 @@ struct Entry {
     /// The run going now, and when it began.
     running: Option<Millis>,
     /// Newest first.
-    runs: VecDeque<RunRecord>,
+    runs: VecDeque<ScheduleRun>,
 }
 
 impl Entry {
@@ -192,7 +192,7 @@ impl Entry {
     fn skip(&mut self, tick: &mut Tick, now_ms: Millis, message: String) {
         tick.skipped
             .push(format!("schedule {}: skipped: {message}", self.spec().name));
-        self.record(RunRecord {
+        self.record(ScheduleRun {
             at_ms: now_ms,
             status: RunStatus::Skipped,
             message,
@@ -200,7 +200,7 @@ impl Entry {
         });
     }
 
-    fn record(&mut self, record: RunRecord) {
+    fn record(&mut self, record: ScheduleRun) {
         self.runs.push_front(record);
         self.runs.truncate(KEEP_RUNS);
     }
@@ -395,7 +395,7 @@ impl Book {
             return false;
         };
         entry.running = None;
-        entry.record(RunRecord {
+        entry.record(ScheduleRun {
             at_ms: started_ms,
             status: performed.status,
             message: performed.message,
@@ -501,7 +501,7 @@ pub struct SavedSchedule {
     pub last_run_ms: Option<Millis>,
     /// Newest first.
     #[serde(default)]
-    pub runs: Vec<RunRecord>,
+    pub runs: Vec<ScheduleRun>,
 }
 
 /// Reads `path`; a missing file is an empty state, an unreadable one is moved aside with a warning
@@ -825,7 +825,7 @@ mod tests {
                 SavedSchedule {
                     expression: expression.to_string(),
                     last_run_ms: Some(last),
-                    runs: vec![RunRecord {
+                    runs: vec![ScheduleRun {
                         at_ms: last,
                         status: RunStatus::Ok,
                         message: "before".into(),

@@ -73,8 +73,9 @@ pub struct StartRecord {
     pub forced: bool,
 }
 
+/// What the state file keeps of one service (the core's live `core::ServiceState` is another thing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceState {
+pub struct PersistedService {
     #[serde(default)]
     pub starts: Vec<StartRecord>,
     /// Stopped by hand: nothing restarts it until it is started by hand.
@@ -108,7 +109,7 @@ fn is_empty_carried(c: &crate::logs::Carried) -> bool {
 pub struct PersistedState {
     pub version: u32,
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceState>,
+    pub services: BTreeMap<String, PersistedService>,
     /// The latest flood-wait recovery per group (running ones resume after a restart of tend).
     #[serde(default)]
     pub recoveries: BTreeMap<String, crate::recovery::Recovery>,
@@ -125,7 +126,7 @@ impl Default for PersistedState {
 }
 
 impl PersistedState {
-    pub fn service_mut(&mut self, name: &str) -> &mut ServiceState {
+    pub fn service_mut(&mut self, name: &str) -> &mut PersistedService {
         self.services.entry(name.to_string()).or_default()
     }
 

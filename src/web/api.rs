@@ -23,20 +23,16 @@ use super::error::AppError;
 use super::logs::{self, LogQuery};
 use super::view::{self, Me, StatusView};
 use super::WebState;
+use crate::checks::diagnose::CHAT_PATTERNS;
 use crate::checks::monitor::ErrorReport;
 use crate::config::CheckKind;
 use crate::core::{ActionResult, Event, Outcome};
+use crate::verbs::{self, Verb};
 
 /// Lines a download holds at most.
 const DOWNLOAD_MAX_LINES: usize = 1_000_000;
 /// How often the live stream refreshes uptime and CPU when nothing else changes.
 const LIVE_TICK: Duration = Duration::from_secs(5);
-/// Pattern names whose group_by tables hold chat ids the account cannot reach.
-const CHAT_PATTERNS: &[&str] = &[
-    "Cannot find chat",
-    "Cannot resolve",
-    "Could not find the input entity",
-];
 const CHAT_ADVICE: &str =
     "\"Cannot find chat\" is not a bug: the automation sends into chats this \
     account is no longer in (kicked, left, or the chat was deleted). Check that the account is a \
@@ -387,19 +383,12 @@ async fn service_action(
                 .join(", ")
         )));
     }
-    let by = caller.by();
-    let core = &state.core;
-    let result = match action.as_str() {
-        "start" => core.start(&name, body.force, &by).await?,
-        "stop" => core.stop(&name, &by).await?,
-        "restart" => core.restart(&name, body.force, &by).await?,
-        "reload_cache" => core.reload_cache(&name, body.force, &by).await?,
-        _ => {
-            return Err(AppError::NotFound(
-                "unknown action; use start, stop, restart or reload_cache".into(),
-            ))
-        }
+    let Some(verb) = Verb::for_service(&action, body.force) else {
+        return Err(AppError::NotFound(
+            "unknown action; use start, stop, restart or reload_cache".into(),
+        ));
     };
+    let result = verbs::dispatch(&state.core, &verb, &name, &caller.by()).await?;
     record_action(
         &state,
         &caller,
@@ -432,16 +421,12 @@ async fn group_action(
                 .join(", ")
         )));
     }
-    let by = caller.by();
-    let result = match action.as_str() {
-        "recover" => state.core.recover(&group, &by).await?,
-        "cancel_recovery" => state.core.cancel_recovery(&group, &by).await?,
-        _ => {
-            return Err(AppError::NotFound(
-                "unknown action; use recover or cancel_recovery".into(),
-            ))
-        }
+    let Some(verb) = Verb::for_group(&action) else {
+        return Err(AppError::NotFound(
+            "unknown action; use recover or cancel_recovery".into(),
+        ));
     };
+    let result = verbs::dispatch(&state.core, &verb, &group, &caller.by()).await?;
     record_action(
         &state,
         &caller,

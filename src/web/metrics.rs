@@ -226,9 +226,134 @@ pub(super) fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::monitor::ErrorReport;
 
     #[test]
     fn labels_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    /// Two services (one with two checks, one with an awkward name), error counts and a recovery.
+    fn fixture() -> (Snapshot, Vec<ErrorReport>) {
+        use crate::checks::classify::Severity;
+        use crate::checks::probe::Status;
+        use crate::checks::stats::TypeSummary;
+        use crate::core::{CheckView, RecoveryView, ServiceStatus};
+        let check = |name: &str, status, value, failures| CheckView {
+            check: name.into(),
+            status,
+            message: String::new(),
+            value,
+            at_ms: 0,
+            failures,
+            alerting: false,
+        };
+        let text = ServiceStatus {
+            name: "send_text".into(),
+            state: ServiceState::Running,
+            restarts: 2,
+            starts_24h: 3,
+            flood_until_ms: Some(10_500),
+            checks: vec![
+                check("cache", Status::Ok, Some(3913.0), 0),
+                check("health", Status::Critical, None, 4),
+            ],
+            ..ServiceStatus::default()
+        };
+        let odd = ServiceStatus {
+            name: "a\"b".into(),
+            state: ServiceState::Backoff,
+            checks: vec![check("mem", Status::Warning, Some(f64::NAN), 1)],
+            ..ServiceStatus::default()
+        };
+        let recovery =
+            crate::recovery::Recovery::new("telegram", vec!["send_text".into()], "test", 0);
+        let snapshot = Snapshot {
+            at_ms: 1_000,
+            services: vec![text, odd],
+            recoveries: vec![RecoveryView {
+                recovery,
+                summary: String::new(),
+                until_ms: None,
+            }],
+            ..Snapshot::default()
+        };
+        let flood = TypeSummary {
+            name: "FloodWait".into(),
+            severity: Severity::Error,
+            total_since_tend_start: 7,
+            total_since_service_start: 1,
+            last_10m: 0,
+            last_1h: 0,
+            last_seen_ms: 0,
+            samples: Vec::new(),
+            last_seconds: None,
+        };
+        let errors = vec![ErrorReport {
+            service: "send_text".into(),
+            types: vec![flood],
+            ..ErrorReport::default()
+        }];
+        (snapshot, errors)
+    }
+
+    #[test]
+    fn exposition_text_is_pinned() {
+        let (snapshot, errors) = fixture();
+        let want = r#"# HELP tend_service_up 1 if the service is running.
+# TYPE tend_service_up gauge
+tend_service_up{service="send_text"} 1
+tend_service_up{service="a\"b"} 0
+# HELP tend_service_state 1 for the service's current state.
+# TYPE tend_service_state gauge
+tend_service_state{service="send_text",state="stopped"} 0
+tend_service_state{service="send_text",state="waiting"} 0
+tend_service_state{service="send_text",state="starting"} 0
+tend_service_state{service="send_text",state="running"} 1
+tend_service_state{service="send_text",state="backoff"} 0
+tend_service_state{service="send_text",state="stopping"} 0
+tend_service_state{service="send_text",state="exited"} 0
+tend_service_state{service="send_text",state="fatal"} 0
+tend_service_state{service="a\"b",state="stopped"} 0
+tend_service_state{service="a\"b",state="waiting"} 0
+tend_service_state{service="a\"b",state="starting"} 0
+tend_service_state{service="a\"b",state="running"} 0
+tend_service_state{service="a\"b",state="backoff"} 1
+tend_service_state{service="a\"b",state="stopping"} 0
+tend_service_state{service="a\"b",state="exited"} 0
+tend_service_state{service="a\"b",state="fatal"} 0
+# HELP tend_service_restarts Starts since tend came up, not counting the first.
+# TYPE tend_service_restarts gauge
+tend_service_restarts{service="send_text"} 2
+tend_service_restarts{service="a\"b"} 0
+# HELP tend_service_starts_24h Starts in the last 24 hours.
+# TYPE tend_service_starts_24h gauge
+tend_service_starts_24h{service="send_text"} 3
+tend_service_starts_24h{service="a\"b"} 0
+# HELP tend_service_flood_wait_seconds Seconds left of a known flood wait (0: none).
+# TYPE tend_service_flood_wait_seconds gauge
+tend_service_flood_wait_seconds{service="send_text"} 10
+tend_service_flood_wait_seconds{service="a\"b"} 0
+# HELP tend_check_status Last result: 0 ok, 1 warning, 2 critical, 3 unknown.
+# TYPE tend_check_status gauge
+tend_check_status{service="send_text",check="cache"} 0
+tend_check_status{service="send_text",check="health"} 2
+tend_check_status{service="a\"b",check="mem"} 1
+# HELP tend_check_failures Failures in a row.
+# TYPE tend_check_failures gauge
+tend_check_failures{service="send_text",check="cache"} 0
+tend_check_failures{service="send_text",check="health"} 4
+tend_check_failures{service="a\"b",check="mem"} 1
+# HELP tend_check_value The value a check measured (cache size, bytes, percent).
+# TYPE tend_check_value gauge
+tend_check_value{service="send_text",check="cache"} 3913
+# HELP tend_errors_total Classified log records since tend started, by type.
+# TYPE tend_errors_total counter
+tend_errors_total{service="send_text",type="FloodWait"} 7
+# HELP tend_recovery_active 1 while a group's flood-wait recovery runs.
+# TYPE tend_recovery_active gauge
+tend_recovery_active{group="telegram"} 1
+"#;
+        assert_eq!(render(&snapshot, &errors), want);
     }
 }

@@ -888,10 +888,10 @@ on_fail = {{ after = 2, action = "reload_cache" }}
     assert!(world
         .read_log("free")
         .contains("reloading the dialog cache (POST /reload_cache), asked by check cache"));
-    let sweeps = tend::sim::read_events(&world.path().join("sim"), "free")
+    let sweeps = tend_sim::read_events(&world.path().join("sim"), "free")
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == tend::sim::EventKind::ReloadCache)
+        .filter(|e| e.kind == tend_sim::EventKind::ReloadCache)
         .count();
     assert_eq!(sweeps, 1, "the service saw one reload");
     assert!(reloads("held").is_empty(), "{:?}", world.starts("held"));

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use tend::core::{ServiceState, ServiceStatus, Snapshot};
 
 pub const TEND: &str = env!("CARGO_BIN_EXE_tend");
-pub const SIM: &str = env!("CARGO_BIN_EXE_tend-sim");
 
 /// Polls `cond` every 10 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
@@ -281,7 +280,7 @@ pub fn code(out: &Output) -> i32 {
 
 // ---- checks: tend-sim services, plugins, HTTP, the check views ------------------------------------
 
-/// A `[services.NAME]` table that runs `tend-sim --service KIND` on `port` at millisecond scale (model
+/// A `[services.NAME]` table that runs `tend sim --service KIND` (the emulator, built into tend) on `port` at millisecond scale (model
 /// seconds become milliseconds), with the test-only control API on and its account files in `sim/`.
 ///
 /// Each service gets its own account (named after it), no periodic warm-up, no PTS noise, and a flood
@@ -290,7 +289,8 @@ pub fn code(out: &Output) -> i32 {
 /// `extra` more keys of the service table.
 pub fn sim_service(name: &str, kind: &str, port: u16, args: &[&str], extra: &str) -> String {
     let mut command: Vec<String> = [
-        SIM,
+        TEND,
+        "sim",
         "--service",
         kind,
         "--port",

@@ -1,12 +1,12 @@
 //! Flood-wait safety with the emulator's account-wide flood model: two `tend-sim` services on one
 //! account, time-scaled so model seconds are milliseconds. The emulator's own record of dialog fetches
-//! (`tend::sim::read_events`) is the judge of what tend caused.
+//! (`tend_sim::read_events`) is the judge of what tend caused.
 
 use std::time::Duration;
 
 use tend::core::ServiceState;
 use tend::recovery::Stage;
-use tend::sim::{read_events, EventKind};
+use tend_sim::{read_events, EventKind};
 
 use crate::helper::*;
 
@@ -27,7 +27,7 @@ fn sims(group: &str, sim_args: &str, extra: &str) -> Sims {
         format!(
             r#"
 [services.{name}]
-command = "{SIM} --service {name} --port {port} --account acct --state-dir sim --time-scale 0.001 --dialogs 500 --flood-base 1 --warmup-interval 0 --pts-noise-interval 0 {sim_args}"
+command = "{TEND} sim --service {name} --port {port} --account acct --state-dir sim --time-scale 0.001 --dialogs 500 --flood-base 1 --warmup-interval 0 --pts-noise-interval 0 {sim_args}"
 group = "acct"
 port = {port}
 start_grace = "50ms"
@@ -77,7 +77,7 @@ on_fail = {{ after = 1000, action = "none" }}
 }
 
 impl Sims {
-    fn events(&self) -> Vec<tend::sim::Event> {
+    fn events(&self) -> Vec<tend_sim::Event> {
         read_events(&self.world.path().join("sim"), "acct").unwrap_or_default()
     }
 

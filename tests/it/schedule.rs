@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use tend::schedule::{RunStatus, ScheduleView};
-use tend::sim::{read_events, EventKind};
 use tend::state::StartReason;
+use tend_sim::{read_events, EventKind};
 
 use crate::helper::*;
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use super::{human_duration, ProbeResult, Status};
+use super::{ProbeResult, Status};
 use crate::process::{run_bounded, signal_name, BoundedError};
 
 /// The most of a plugin's stdout that is kept; the rest is read and dropped so the plugin never blocks.
@@ -83,7 +83,7 @@ async fn run_plugin(spec: &ExecSpec) -> ProbeResult {
         Err(BoundedError::Spawn(err)) => ProbeResult::unknown(spawn_failure(&program, &err)),
         Err(BoundedError::TimedOut) => ProbeResult::unknown(format!(
             "plugin timed out after {} (killed)",
-            human_duration(spec.timeout)
+            crate::clock::format_duration(spec.timeout)
         )),
         Err(BoundedError::Wait(err)) => ProbeResult::unknown(format!(
             "cannot wait for plugin {}: {err}",

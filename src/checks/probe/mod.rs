@@ -111,7 +111,10 @@ impl ProbeResult {
 
     /// The result every probe gives when its timeout elapses first.
     pub fn timed_out(timeout: Duration) -> ProbeResult {
-        ProbeResult::critical(format!("no answer within {}", human_duration(timeout)))
+        ProbeResult::critical(format!(
+            "no answer within {}",
+            crate::clock::format_duration(timeout)
+        ))
     }
 
     pub fn with_value(mut self, value: f64) -> ProbeResult {
@@ -128,16 +131,6 @@ impl ProbeResult {
         self.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         self
     }
-}
-
-/// `5s`, `250ms`, `1m 30s`: how durations appear in probe messages.
-pub fn human_duration(d: Duration) -> String {
-    // Sub-millisecond parts only add noise to a message.
-    let d = Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    if d.is_zero() {
-        return "0s".to_string();
-    }
-    humantime::format_duration(d).to_string()
 }
 
 /// Walks an error's `source()` chain looking for an I/O error (reqwest and hyper wrap it deeply).
@@ -232,8 +225,9 @@ mod tests {
             ProbeResult::timed_out(Duration::from_secs(5)).message,
             "no answer within 5s"
         );
-        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(human_duration(Duration::from_micros(1_500_300)), "1s 500ms");
-        assert_eq!(human_duration(Duration::ZERO), "0s");
+        assert_eq!(
+            ProbeResult::timed_out(Duration::from_micros(1_500_300)).message,
+            "no answer within 1.5s"
+        );
     }
 }

@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 
 use super::account::{Cause, Event, EventKind};
 use super::args::Service;
-use super::faults::{self, FaultRequest};
+use super::fault_tasks;
+use super::faults::FaultRequest;
 use super::rpc::RpcError;
 use super::service::{
     SendMediaRequest, SendTextRequest, Sim, RELOAD_TIMEOUT_S, SEND_MEDIA_TIMEOUT_S,
@@ -377,7 +378,7 @@ async fn emu_fault(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
             )
         }
     };
-    match faults::apply(&sim, req) {
+    match fault_tasks::apply(&sim, req) {
         Ok(extra) => {
             let mut body = json!({"status": "ok"});
             if let (Value::Object(map), Value::Object(extra)) = (&mut body, extra) {

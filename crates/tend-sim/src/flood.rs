@@ -126,13 +126,6 @@ impl AccountState {
         self.sweeps.retain(|&s| now - s < 2 * p.window_ms);
     }
 
-    /// The strike count as it stands at `now` (the reset applied), without changing the state.
-    pub fn effective_strikes(&self, now: i64, p: &FloodParams) -> u32 {
-        let mut copy = self.clone();
-        copy.decay(now, p);
-        copy.strikes
-    }
-
     /// Seconds left of `method`'s flood at `now`, if one is in force.
     pub fn active_flood_s(&self, method: &str, now: i64) -> Option<u64> {
         let until = *self.flood_until.get(method)?;

@@ -16,7 +16,8 @@
 //! - `client.rs`: Telethon's `_call` (flood memory, sleeps, retries).
 //! - `service.rs`: the process: cache, stats, Telethon thread, start-up and periodic coroutines, sends.
 //! - `http.rs`: endpoints, status codes, control API.
-//! - `faults.rs`: fault switches and the tasks that act them out.
+//! - `faults.rs`: fault switches (a leaf); `fault_tasks.rs`: the tasks that act them out on the running
+//!   service (above `service.rs`, so no circle).
 //! - `universe.rs`: the seeded chats and chat-id rules. `rpc.rs`: Telegram errors. `log.rs`: output.
 //!
 //! Architecture invariants:
@@ -31,6 +32,7 @@ mod args;
 mod client;
 mod clock;
 mod error;
+mod fault_tasks;
 mod faults;
 mod flood;
 mod http;
@@ -139,7 +141,7 @@ pub async fn run(cfg: SimConfig) -> Result<ExitCode, SimError> {
         print_banner(&sim);
     }
     sim.boot();
-    faults::start(&sim);
+    fault_tasks::start(&sim);
     let terminated = signals.watch(sim.clone());
 
     let shutdown = sim.shutdown.clone();

@@ -10,7 +10,7 @@ use harness::*;
 use nix::sys::signal::Signal;
 use regex::Regex;
 use serde_json::{json, Value};
-use tend::sim::{read_account_state, Cause, Event, EventKind};
+use tend_sim::{read_account_state, Cause, Event, EventKind};
 
 const VALID_CHAT: i64 = -1001234567890;
 const MISSING: &str = "-1003519196381";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tend::sim::{read_events, Event, EventKind};
+use tend_sim::{read_events, Event, EventKind};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tend-sim");
 /// Generous: it only bounds how long a *failing* test hangs, passing tests never wait that long.

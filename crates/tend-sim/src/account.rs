@@ -393,7 +393,7 @@ fn parse_events(path: &Path) -> Result<Vec<Event>, SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::flood::{Reply, SweepKind};
+    use crate::flood::{Reply, SweepKind};
 
     fn account(dir: &Path, service: &str) -> Account {
         Account::open(
