@@ -515,6 +515,9 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                     {
                         writeln!(out, "recovery: {}", r.summary)?;
                     }
+                    for a in &snapshot.accounts {
+                        writeln!(out, "account {}: {}", a.group, a.summary)?;
+                    }
                 }
                 return Ok(exit::OK);
             }

@@ -424,8 +424,8 @@ impl Analyzer {
         let at_ms = record.first_ts.timestamp_millis();
         self.stats.record(&classified, &record.text(), at_ms);
         if let Some(seconds) = classified.seconds {
-            let until = at_ms + seconds as Millis * 1000;
-            let _ = self.core.flood(&self.service, until, seconds).await;
+            let report = flood_report(&self.service, &classified, &record.text(), at_ms, seconds);
+            let _ = self.core.flood(report).await;
         }
     }
 
@@ -443,8 +443,9 @@ impl Analyzer {
                     };
                     let at_ms = (entry.ts * 1000.0) as Millis;
                     self.stats.record(&classified, &entry.error, at_ms);
-                    let until = at_ms + seconds as Millis * 1000;
-                    let _ = self.core.flood(&self.service, until, seconds).await;
+                    let report =
+                        flood_report(&self.service, &classified, &entry.error, at_ms, seconds);
+                    let _ = self.core.flood(report).await;
                 }
             }
             AnalyzerMsg::Patterns(patterns) => self.patterns = patterns,
@@ -708,5 +709,27 @@ impl CheckTask {
                     .unwrap_or_else(|_| ProbeResult::unknown("log analyzer stopped"))
             }
         }
+    }
+}
+
+/// A flood wait as the core wants it: raised or slept through (the pattern says which), and whether
+/// it concerns dialog fetches (a wait on a send names its request; one on GetDialogs or none at all is
+/// the account's dialog budget).
+fn flood_report(
+    service: &str,
+    classified: &super::classify::Classified,
+    text: &str,
+    at_ms: Millis,
+    seconds: u64,
+) -> crate::core::FloodReport {
+    let names_other_request = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word.ends_with("Request") && word != "GetDialogsRequest");
+    crate::core::FloodReport {
+        service: service.to_string(),
+        at_ms,
+        seconds,
+        raised: classified.pattern != "FloodSleep",
+        dialogs: !names_other_request,
     }
 }

@@ -319,6 +319,7 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                 snapshot: Snapshot {
                     at_ms: snapshot.at_ms,
                     recoveries: snapshot.recoveries,
+                    accounts: snapshot.accounts,
                     config_error: snapshot.config_error,
                     services: snapshot
                         .services

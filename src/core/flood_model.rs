@@ -32,8 +32,8 @@
 //! A contradiction (a bound crossing the other one) means the account's rules changed: the newest
 //! observation wins and the older, opposite bound is dropped.
 //!
-//! Priors: `W` = the group's `min_start_spacing` or 10 minutes, whichever is longer (the operator's
-//! spacing is their belief about the window); `base` = 30 s (reports show 18-27 s); `R` = `2 × W`.
+//! Priors: `W` = the group's `min_start_spacing` if it sets one (the operator's spacing is their belief
+//! about the window), else 10 minutes; `base` = 30 s (reports show 18-27 s); `R` = `2 × W`.
 //! With no sweep observed at all the predicted wait is 0, so `tolerance = none` behaves like today's
 //! spacing rule.
 //!
@@ -89,7 +89,13 @@ impl ModelParams {
     pub fn new(min_start_spacing_ms: i64, output_time_scale: f64) -> ModelParams {
         let s = |ms: i64| ((ms as f64) * output_time_scale).round() as i64;
         ModelParams {
-            prior_window_ms: s(PRIOR_WINDOW_MS).max(min_start_spacing_ms),
+            // The operator's spacing is their belief about the window: until the account says
+            // otherwise (a flood at a longer gap), sweeps that far apart are taken to be clean.
+            prior_window_ms: if min_start_spacing_ms > 0 {
+                min_start_spacing_ms
+            } else {
+                s(PRIOR_WINDOW_MS)
+            },
             prior_base_ms: s(PRIOR_BASE_MS).max(1),
             raise_above_ms: s(RAISE_ABOVE_MS),
             margin_ms: s(FLOOD_MARGIN_MS),

@@ -196,6 +196,17 @@ pub struct RecoveryView {
     pub until_ms: Option<Millis>,
 }
 
+/// One group's account as `tend status` and the page show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub group: String,
+    /// One line: the known flood wait or the predicted cost of the next sweep, and whether the
+    /// group's `flood_tolerance` allows it ("next sweep predicted: 27s wait; allowed").
+    pub summary: String,
+    /// The model itself (learned window, strike level, recent waits), for the JSON API.
+    pub model: flood_model::FloodModel,
+}
+
 /// The latest status of every service, published after each change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -204,6 +215,9 @@ pub struct Snapshot {
     /// The latest recovery of each group that had one.
     #[serde(default)]
     pub recoveries: Vec<RecoveryView>,
+    /// What each group's account has shown of its flood limits, and what the next sweep would cost.
+    #[serde(default)]
+    pub accounts: Vec<AccountView>,
     /// Why the last reload of the configuration failed (file, line, key); `None` once a reload succeeds.
     /// The running configuration is the last good one meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,11 +291,7 @@ pub enum Command {
     /// A check's result for one service. Fire and forget.
     Report(CheckReport),
     /// A service reported a flood wait (seen in its log or `/stats`).
-    Flood {
-        service: String,
-        until_ms: Millis,
-        seconds: u64,
-    },
+    Flood(FloodReport),
     /// Start the staged flood-wait recovery of a group.
     Recover {
         group: String,
@@ -315,6 +325,21 @@ pub enum Command {
         by: Actor,
         reply: oneshot::Sender<ActionResult>,
     },
+}
+
+/// A flood wait a service reported (its log or `/stats`), as it said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloodReport {
+    pub service: String,
+    /// When the service said it.
+    pub at_ms: Millis,
+    /// The wait, in the service's own seconds (the core multiplies them by `output_time_scale`).
+    pub seconds: u64,
+    /// Telethon raised it ("A wait of N seconds is required") rather than slept through it
+    /// ("Sleeping for Ns").
+    pub raised: bool,
+    /// It concerns dialog fetches (GetDialogsRequest, or no request named), not a send.
+    pub dialogs: bool,
 }
 
 /// One check result for one service.
@@ -472,18 +497,10 @@ impl CoreHandle {
             .map_err(|_| CoreGone)
     }
 
-    pub async fn flood(
-        &self,
-        service: &str,
-        until_ms: Millis,
-        seconds: u64,
-    ) -> Result<(), CoreGone> {
+    /// Hands a reported flood wait to the core (fire and forget).
+    pub async fn flood(&self, report: FloodReport) -> Result<(), CoreGone> {
         self.commands
-            .send(Command::Flood {
-                service: service.to_string(),
-                until_ms,
-                seconds,
-            })
+            .send(Command::Flood(report))
             .await
             .map_err(|_| CoreGone)
     }

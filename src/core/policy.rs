@@ -23,6 +23,14 @@ pub enum Hold {
     GroupSpacing { group: String },
     /// The group's `max_starts` per `window` is used up.
     GroupBudget { group: String },
+    /// The account: a known flood wait, or a predicted one the group's `flood_tolerance` does not
+    /// allow (see `core::flood_model`).
+    Account {
+        group: String,
+        risk: crate::core::flood_model::RiskHold,
+    },
+    /// Another member of the group starts first (it has been down longer, or has a higher priority).
+    Queue { group: String, behind: String },
 }
 
 impl std::fmt::Display for Hold {
@@ -32,6 +40,22 @@ impl std::fmt::Display for Hold {
             Hold::MinRestartInterval => write!(f, "min_restart_interval"),
             Hold::GroupSpacing { group } => write!(f, "group {group} spacing"),
             Hold::GroupBudget { group } => write!(f, "group {group} start budget"),
+            Hold::Account { group, risk } => match risk {
+                crate::core::flood_model::RiskHold::FloodWait { .. } => {
+                    write!(f, "group {group}: account flood wait")
+                }
+                crate::core::flood_model::RiskHold::Predicted { wait_ms } => write!(
+                    f,
+                    "group {group}: predicted {} flood wait",
+                    crate::clock::human_ms(*wait_ms)
+                ),
+                crate::core::flood_model::RiskHold::Escalation { next_ms, .. } => write!(
+                    f,
+                    "group {group}: a flood now would make the next one {} (raised)",
+                    crate::clock::human_ms(*next_ms)
+                ),
+            },
+            Hold::Queue { group, behind } => write!(f, "group {group} queue: behind {behind}"),
         }
     }
 }

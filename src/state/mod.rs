@@ -105,7 +105,7 @@ fn is_empty_carried(c: &crate::logs::Carried) -> bool {
     c.stdout.is_empty() && c.stderr.is_empty()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistedState {
     pub version: u32,
     #[serde(default)]
@@ -113,6 +113,9 @@ pub struct PersistedState {
     /// The latest flood-wait recovery per group (running ones resume after a restart of tend).
     #[serde(default)]
     pub recoveries: BTreeMap<String, crate::recovery::Recovery>,
+    /// What each group's account has shown of its flood limits (see `core::flood_model`).
+    #[serde(default)]
+    pub flood_models: BTreeMap<String, crate::core::flood_model::FloodModel>,
 }
 
 impl Default for PersistedState {
@@ -121,6 +124,7 @@ impl Default for PersistedState {
             version: STATE_VERSION,
             services: BTreeMap::new(),
             recoveries: BTreeMap::new(),
+            flood_models: BTreeMap::new(),
         }
     }
 }

@@ -182,6 +182,10 @@ fn group_budget_limits_crash_restarts() {
 [groups.acct]
 max_starts = 3
 window = "1h"
+# Every start counts, even one that dies at once (by default such a start gives its slot back).
+sweep_after = "0s"
+# Starts this close never flood this account: only the budget holds them.
+min_start_spacing = "1ms"
 
 [services.crashy]
 group = "acct"

@@ -244,6 +244,15 @@ fn recovery_resumes_its_cooldown_after_tend_is_killed() {
         Some(Stage::Cooldown { until_ms, .. }) => Some(until_ms),
         _ => None,
     });
+    // The state is written by its own task a moment after the change (the documented durability
+    // promise): kill tend once the cooldown is on disk.
+    let state = sims.world.path().join("state/state.json");
+    wait_for(T, "the cooldown in the state file", || {
+        std::fs::read_to_string(&state)
+            .ok()?
+            .contains(&until.to_string())
+            .then_some(())
+    });
     tend.kill();
     let sweeps_before = sims.sweep_starts().len();
 

@@ -3,14 +3,36 @@
 use super::*;
 
 impl Supervisor {
-    pub(super) fn handle_flood(&mut self, name: &str, until_ms: Millis, seconds: u64) {
+    /// A flood wait a service reported: held against its restarts (`flood_until`), evidence that its
+    /// run fetched dialogs, and, for a dialog fetch, an observation of its group's account.
+    pub(super) fn handle_flood(&mut self, report: FloodReport) {
         let now = self.clock.now_ms();
+        let name = report.service.as_str();
+        let seconds = report.seconds;
+        // The emulator prints model seconds while compressing time: scale them like tend's own.
+        let wait_ms =
+            (seconds as f64 * 1000.0 * self.config.supervisor.output_time_scale).round() as Millis;
+        let until_ms = report.at_ms + wait_ms;
         let Some(service) = self.services.get_mut(name) else {
             return;
         };
+        if report.dialogs && service.run.is_some() {
+            service.evidence.flood_at.get_or_insert(now);
+        }
         if service.flood_until.is_some_and(|t| t >= until_ms) {
             return;
         }
+        if report.dialogs {
+            let observation = Observation::Flood {
+                at: report.at_ms,
+                wait_ms,
+                raised: report.raised,
+            };
+            self.observe(name, observation);
+        }
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
         service.flood_until = Some(until_ms);
         let left = if until_ms > now {
             format!(
@@ -56,6 +78,7 @@ impl Supervisor {
         });
         if starts.len() != before {
             self.save_state();
+            self.observe(name, Observation::Retract { at: asked_ms });
         }
     }
 
@@ -90,10 +113,17 @@ impl Supervisor {
                 forced: force,
             },
         );
-        self.save_state();
         service.log.try_marker(format!(
             "reloading the dialog cache (POST /reload_cache), asked by {by}"
         ));
+        self.save_state();
+        self.observe(
+            name,
+            Observation::Sweep {
+                at: now,
+                ours: true,
+            },
+        );
         // The request runs in its own task (a full fetch takes minutes); its answer comes back as a
         // message, so the actor never waits on the network.
         let client = self.http.clone();

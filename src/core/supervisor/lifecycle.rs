@@ -23,39 +23,6 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn limits(&self, name: &str) -> Limits {
-        let cfg = &self.services[name].cfg;
-        Limits {
-            min_restart_interval: cfg.min_restart_interval,
-            group: cfg
-                .group
-                .as_ref()
-                .and_then(|g| self.config.groups.get(g))
-                .map(|g| GroupLimits {
-                    name: g.name.clone(),
-                    min_start_spacing: g.min_start_spacing,
-                    max_starts: g.max_starts,
-                    window: g.window,
-                }),
-        }
-    }
-
-    pub(super) fn gate(&self, name: &str, backoff_until: Option<Millis>, now: Millis) -> Gate {
-        let limits = self.limits(name);
-        let own = self.persisted.start_times(name);
-        let group_starts: Vec<Millis> = match &self.services[name].cfg.group {
-            Some(group) => self
-                .config
-                .services
-                .values()
-                .filter(|s| s.group.as_deref() == Some(group.as_str()))
-                .flat_map(|s| self.persisted.start_times(&s.name))
-                .collect(),
-            None => Vec::new(),
-        };
-        policy::earliest_start(&limits, &own, &group_starts, backoff_until, now)
-    }
-
     /// An automatic start (autostart, crash restart): now if the gate is open and `now_ok`, else at the
     /// gate's time through the timer. Restarts after an exit always take the timer path, so a command that
     /// fails at once cannot recurse into another spawn.
@@ -70,9 +37,20 @@ impl Supervisor {
             // The recovery starts its members itself, one at a time.
             let service = self.services.get_mut(name).expect("known service");
             service.timer = None;
+            service.queued = false;
             service.backoff_until = None;
             service.message = Some(message);
             self.set_state(name, ServiceState::Waiting);
+            return;
+        }
+        if let Some(group) = self.services[name].cfg.group.clone() {
+            // Group members start in their group's queue, longest-down first (see queue.rs); the
+            // queue is driven at the end of this turn of the loop, so a start that fails at once
+            // cannot recurse into another spawn.
+            self.enqueue(name, reason, group);
+            if now_ok {
+                self.drive_queues();
+            }
             return;
         }
         let now = self.clock.now_ms();
@@ -171,6 +149,12 @@ impl Supervisor {
             service,
         ));
         service.backoff_until = None;
+        service.queued = false;
+        service.slot = None;
+        service.down_since = None;
+        service.evidence = Default::default();
+        service.slot_given_back = None;
+        let grouped = service.cfg.group.clone();
         // Whatever started it runs the current settings: a restart a reload had scheduled is done.
         service.reload_restart = None;
         service.starts_this_session += 1;
@@ -187,6 +171,15 @@ impl Supervisor {
         service.timer = Some((Instant::now() + grace, Timer::Grace));
 
         tracing::info!(service = name, pid, %reason, forced, "spawned");
+        if grouped.is_some() {
+            self.observe(
+                name,
+                Observation::Sweep {
+                    at: now,
+                    ours: true,
+                },
+            );
+        }
         let _ = self.events.send(Event::Spawned {
             name: name.to_string(),
             pid,
@@ -315,6 +308,8 @@ impl Supervisor {
             self.finish_removal(name);
             return;
         }
+        self.account_for_exit(name, run.started_ms, now);
+        self.services.get_mut(name).expect("known").down_since = Some(now);
         let end = RunEnd {
             success: code == Some(0),
             requested,

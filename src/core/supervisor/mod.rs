@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::probe::Status;
 use crate::clock::{human_ms, Clock, Millis};
 use crate::config::{Config, FailAction, ServiceConfig};
+use crate::core::flood_model::Observation;
 use crate::core::policy::{
-    self, AfterExit, CheckTrack, CheckVerdict, DownState, Gate, GroupLimits, Judged, Limits, RunEnd,
+    self, AfterExit, CheckTrack, CheckVerdict, DownState, Gate, Judged, Limits, RunEnd,
 };
 use crate::core::{
-    ActionResult, CheckReport, CheckView, Command, CoreHandle, Event, ExitInfo, NextStart, Outcome,
-    RecoveryView, ServiceState, ServiceStatus, ShutdownMode, Snapshot,
+    AccountView, ActionResult, CheckReport, CheckView, Command, CoreHandle, Event, ExitInfo,
+    FloodReport, NextStart, Outcome, RecoveryView, ServiceState, ServiceStatus, ShutdownMode,
+    Snapshot,
 };
 use crate::logs::{Capture, Carried, LogSettings, ServiceLog};
 use crate::process::{self, ExitStatus, ExitWatch, OutputPipes, SpawnSpec};
@@ -33,6 +35,7 @@ mod commands;
 mod flood;
 mod lifecycle;
 mod persist;
+mod queue;
 mod recoveries;
 mod reload;
 mod runner;
@@ -102,6 +105,8 @@ pub struct Supervisor {
     reaped: watch::Sender<u64>,
     /// A second termination signal came: every stop, now or later, skips its grace.
     hurry: bool,
+    /// Groups whose start queue or account changed: re-planned at the end of this turn of the loop.
+    queue_dirty: std::collections::BTreeSet<String>,
 }
 
 impl Supervisor {
@@ -150,6 +155,7 @@ impl Supervisor {
             config_error: None,
             reaped: watch::channel(0).0,
             hurry: false,
+            queue_dirty: Default::default(),
         };
         supervisor.publish();
         Ok((supervisor, handle))
@@ -183,6 +189,7 @@ impl Supervisor {
                     self.begin_shutdown(ShutdownMode::configured(&self.config))
                 }
             }
+            self.drive_queues();
             self.tend_recoveries();
             self.publish();
         }
@@ -245,11 +252,7 @@ impl Supervisor {
                 }
             }
             Command::Report(report) => self.handle_report(report),
-            Command::Flood {
-                service,
-                until_ms,
-                seconds,
-            } => self.handle_flood(&service, until_ms, seconds),
+            Command::Flood(report) => self.handle_flood(report),
             Command::Recover { group, by, reply } => {
                 let outcome = self.start_recovery(&group, &format!("manual by {by}"));
                 let _ = reply.send(ActionResult {
@@ -320,6 +323,10 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.queue_dirty.is_empty() {
+            // A start the last turn made moved the others' slots: plan again at once.
+            return Some(Instant::now());
+        }
         let recoveries = self
             .persisted
             .recoveries
@@ -377,7 +384,12 @@ impl Supervisor {
                     }
                 }
                 Timer::Start => {
-                    if matches!(service.state, ServiceState::Waiting | ServiceState::Backoff) {
+                    if service.queued {
+                        if let Some(group) = service.cfg.group.clone() {
+                            self.queue_dirty.insert(group);
+                        }
+                    } else if matches!(service.state, ServiceState::Waiting | ServiceState::Backoff)
+                    {
                         let reason = service.pending_reason.clone();
                         self.auto_start(&name, reason, true);
                     }
@@ -424,6 +436,14 @@ impl Supervisor {
             return;
         }
         service.state = to;
+        if !matches!(to, ServiceState::Waiting | ServiceState::Backoff) && service.queued {
+            // Out of the waiting states is out of the group's queue (stopped, started, fatal).
+            service.queued = false;
+            service.slot = None;
+            if let Some(group) = service.cfg.group.clone() {
+                self.queue_dirty.insert(group);
+            }
+        }
         let _ = self.events.send(Event::StateChanged {
             name: name.to_string(),
             from,

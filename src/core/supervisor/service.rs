@@ -2,6 +2,7 @@
 //! check memory. Plain data with no behaviour beyond construction; only the actor mutates it.
 
 use super::*;
+use crate::core::start_queue::{accounting::Evidence, Slot};
 
 /// Asks a run's runner to stop capturing and hand over its unfinished lines (tend is leaving the
 /// process running).
@@ -104,6 +105,17 @@ pub(super) struct Service {
     /// A reload changed a process-relevant key while the gate was closed: restart then (the gate is
     /// asked again at that moment).
     pub(super) reload_restart: Option<Instant>,
+    /// Waits in its group's start queue for an automatic start (`pending_reason`).
+    pub(super) queued: bool,
+    /// Its place in the group's latest plan, while queued.
+    pub(super) slot: Option<Slot>,
+    /// Down since then (its last exit, or when it first wanted to start); the queue serves the
+    /// longest-down member first.
+    pub(super) down_since: Option<Millis>,
+    /// What the current run has shown of a dialog fetch (readiness, a flood wait).
+    pub(super) evidence: Evidence,
+    /// Its last start died before fetching anything and gave its slot back (for `tend status`).
+    pub(super) slot_given_back: Option<String>,
 }
 
 impl Service {
@@ -127,6 +139,11 @@ impl Service {
             flood_until: None,
             removed: false,
             reload_restart: None,
+            queued: false,
+            slot: None,
+            down_since: None,
+            evidence: Evidence::default(),
+            slot_given_back: None,
         }
     }
 }

@@ -60,10 +60,25 @@ impl Supervisor {
                 until_ms: r.wakeup(),
             })
             .collect();
+        let accounts = self
+            .config
+            .groups
+            .keys()
+            .filter_map(|group| {
+                let rules = self.queue_rules(group)?;
+                let model = self.flood_model(group);
+                Some(AccountView {
+                    group: group.clone(),
+                    summary: model.summary(rules.tolerance_ms, now, &rules.model),
+                    model,
+                })
+            })
+            .collect();
         Snapshot {
             at_ms: now,
             services,
             recoveries,
+            accounts,
             config_error: self.config_error.clone(),
         }
     }
@@ -73,6 +88,13 @@ impl Supervisor {
         self.snapshot.send_if_modified(|current| {
             // `at_ms` changes every time; only publish real changes.
             let changed = current.services != snapshot.services
+                // The summaries' countdowns move on their own; publish what the accounts learned.
+                || current.accounts.len() != snapshot.accounts.len()
+                || current
+                    .accounts
+                    .iter()
+                    .zip(&snapshot.accounts)
+                    .any(|(a, b)| a.model != b.model)
                 || current.config_error != snapshot.config_error
                 || current.recoveries.len() != snapshot.recoveries.len()
                 || current

@@ -44,6 +44,9 @@ impl Supervisor {
             service.ready = Some(ready);
         }
         let name = report.service.clone();
+        if became_ready {
+            self.run_became_ready(&name);
+        }
         let check_name = report.check.clone();
         let message = report.result.message.clone();
         let _ = self.events.send(Event::Check { report });
