@@ -1,5 +1,5 @@
 //! `[[schedule]]` entries of supervisor.toml validated into [`ScheduleSpec`]s: the action and the keys
-//! it takes, the cron expression (compiled by [`crate::schedule`], whose complaint is quoted), the
+//! it takes, the cron expression (compiled by [`crate::schedule_rules`], whose complaint is quoted), the
 //! services (`all` and group names expanded), unique names, and the staggering rule.
 //!
 //! The staggering rule: two dialog-fetching schedules (`reload_cache`, `restart`) that touch services
@@ -24,7 +24,7 @@ use super::raw::{
 use super::suggest::did_you_mean;
 use super::validate::{is_valid_name, Validator};
 use super::{AlertSettings, GroupConfig, ServiceConfig};
-use crate::schedule::{
+use crate::schedule_rules::{
     stagger_conflicts, Schedule, ScheduleAction, ScheduleSpec, EXPECTED, MINUTE_MS,
 };
 

@@ -802,7 +802,7 @@ fn the_shipped_config_loads_with_the_shipped_checks() {
 
 #[test]
 fn schedules_fixture_reads_every_schedule_key() {
-    use crate::schedule::{ScheduleAction, ScheduleSpec};
+    use crate::schedule_rules::{ScheduleAction, ScheduleSpec};
     let dir = fixture_dir("good");
     let config = load(&dir.join("schedules.toml")).unwrap_or_else(|err| panic!("{err}"));
     let spec = |name: &str, cron: &str, action: ScheduleAction, services: &[&str]| ScheduleSpec {

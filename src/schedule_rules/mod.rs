@@ -1,13 +1,14 @@
-//! Schedules (`[[schedule]]` entries, issue 7): cron expressions turned into run times, the rule for
-//! runs missed while tend was down, and the check that two dialog-fetching schedules of one account
-//! never run too close together.
+//! The pure rules of schedules (`[[schedule]]` entries, issue 7): the entry as configured
+//! ([`ScheduleSpec`]), cron expressions turned into run times, the rule for runs missed while tend was
+//! down, and the check that two dialog-fetching schedules of one account never run too close together.
 //!
-//! This file is pure logic over explicit time: every time is UTC epoch milliseconds passed in by the
-//! caller, so there is no daylight-saving gap or repeat to worry about and tests cover days in
-//! microseconds. It must not read the clock, sleep, persist anything or perform an action. The
-//! [`runner`] owns the timers, the persisted last-run times and the actions: when a schedule's timer
-//! fires it asks [`Schedule::due`], performs the action through the core's handle (the same gate as
-//! every start) and records the time.
+//! A leaf below `config` (which validates entries with it) and `schedule` (the runner). This file is
+//! pure logic over explicit time: every time is UTC epoch milliseconds passed in by the caller, so there
+//! is no daylight-saving gap or repeat to worry about and tests cover days in microseconds. It must not
+//! read the clock, sleep, persist anything, perform an action or import anything of tend. The
+//! `schedule::runner` owns the timers, the persisted last-run times and the actions: when a schedule's
+//! timer fires it asks [`Schedule::due`], performs the action through the core's handle (the same gate
+//! as every start) and records the time.
 //!
 //! Expressions are those of the `cron` crate: six or seven fields, `sec min hour day-of-month month
 //! day-of-week [year]`, plus `@hourly`, `@daily`, `@weekly`, `@monthly` and `@yearly`. A standard
@@ -22,14 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-mod actions;
-mod exec;
-pub mod runner;
 #[cfg(test)]
 mod tests;
-
-pub use actions::Actions;
-pub use runner::{RunStatus, ScheduleHandle, ScheduleRun, ScheduleView};
 
 /// A run missed by less than this is still made (once); older ones are skipped.
 pub const CATCH_UP_GRACE_MS: i64 = 60_000;
