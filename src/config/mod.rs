@@ -25,12 +25,12 @@ mod duration;
 mod envfile;
 mod error;
 mod raw;
+mod reader;
 mod schedules;
 mod suggest;
 #[cfg(test)]
 mod tests;
 mod validate;
-mod values;
 mod web;
 
 pub use diff::{diff, ConfigDiff};

@@ -21,8 +21,8 @@ use super::duration::format_duration;
 use super::raw::{
     table_label, Field, Node, RawSchedule, Table, Value, SCHEDULE_ACTION_KEYS, SCHEDULE_COMMON_KEYS,
 };
+use super::reader::{is_valid_name, Validator, NAME_RULE};
 use super::suggest::did_you_mean;
-use super::validate::{is_valid_name, Validator};
 use super::{AlertSettings, GroupConfig, ServiceConfig};
 use crate::schedule_rules::{
     stagger_conflicts, Schedule, ScheduleAction, ScheduleSpec, EXPECTED, MINUTE_MS,
@@ -433,7 +433,7 @@ impl Validator {
                 self.value_error(
                     field,
                     "not a valid schedule name",
-                    Some(super::validate::NAME_RULE.to_string()),
+                    Some(NAME_RULE.to_string()),
                 );
                 return None;
             }
@@ -473,7 +473,7 @@ impl Validator {
                      is not a valid name",
                     table_label(path)
                 ),
-                Some(super::validate::NAME_RULE.to_string()),
+                Some(NAME_RULE.to_string()),
             );
             return None;
         }
