@@ -31,6 +31,15 @@ fn stubborn(name: &str) -> String {
     )
 }
 
+/// The shipped `cache` check (dialog cache at least 1, a warning below 3900, readiness) every 100 ms.
+fn cache_check() -> Check {
+    Check::json("cache", "/stats", "/cache_size")
+        .key("min", 1)
+        .key("warn_below", 3900)
+        .key("readiness", true)
+        .every("100ms", "80ms")
+}
+
 fn now_ms() -> i64 {
     tend::clock::Clock::new().now_ms()
 }
@@ -108,13 +117,7 @@ fn json_check_records_the_cache_size_warns_below_3900_and_marks_ready() {
             &["--dialogs", "500"],
             "",
         ))
-        .check(
-            Check::json("cache", "/stats", "/cache_size")
-                .key("min", 1)
-                .key("warn_below", 3900)
-                .key("readiness", true)
-                .every("100ms", "80ms"),
-        );
+        .check(cache_check());
     let world = World::new(&body.build());
     let _tend = world.up();
     let view = world.wait_check("cache", "full", "the full cache", T, |v| {
@@ -152,14 +155,7 @@ fn a_zombie_left_by_a_long_flood_wait_at_start_up_is_detected() {
             "",
         ))
         .check(Check::http("health", "/health").every("100ms", "80ms"))
-        .check(
-            Check::json("cache", "/stats", "/cache_size")
-                .key("min", 1)
-                .key("warn_below", 3900)
-                .key("readiness", true)
-                .every("100ms", "80ms")
-                .grace("1500ms"),
-        )
+        .check(cache_check().grace("1500ms"))
         .check(
             Check::new("errors", "log")
                 .key("critical", vec!["FloodWait"])
@@ -1056,14 +1052,7 @@ fn diagnose_and_checks_report_every_service() {
                 .key("body_contains", "ok")
                 .every("100ms", "80ms"),
         )
-        .check(
-            Check::json("cache", "/stats", "/cache_size")
-                .key("min", 1)
-                .key("warn_below", 3900)
-                .key("readiness", true)
-                .every("100ms", "80ms")
-                .grace("200ms"),
-        )
+        .check(cache_check().grace("200ms"))
         .check(
             Check::new("errors", "log")
                 .every("100ms", "80ms")
