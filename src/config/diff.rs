@@ -13,12 +13,12 @@
 //! - **live** (`services_updated`): everything read by tend only, applied to the running process
 //!   without a restart: `restart`, `start_grace`, `stop_signal`, `stop_timeout` (both apply to the
 //!   *next* stop), `group`, `backoff`, `min_restart_interval`, `max_log_size`, `log_keep`,
-//!   `autostart`, and `env_file`: the path alone changes nothing the process sees (its effect is
+//!   `autostart`, `priority`, and `env_file`: the path alone changes nothing the process sees (its effect is
 //!   entirely in `env`), it only says where the next reload reads the environment from.
 //!
 //! `[supervisor]` keys that tend binds or opens once (`socket`, `socket_mode`, `socket_group`,
-//! `state_dir`, `log_dir`, `log_ring_lines`) cannot change live and are listed in
-//! `needs_tend_restart`. The other `[supervisor]` keys need no entry of their own: `max_log_size` and
+//! `state_dir`, `log_dir`, `log_ring_lines`), and `output_time_scale` (the core builds the flood
+//! model's constants from it once), cannot change live and are listed in `needs_tend_restart`. The other `[supervisor]` keys need no entry of their own: `max_log_size` and
 //! `log_keep` are defaults already folded into each service, and `checks_dir` shows as checks added
 //! and removed.
 //!
@@ -227,6 +227,10 @@ fn service_changes(old: &ServiceConfig, new: &ServiceConfig) -> Vec<(&'static st
         min_restart_interval,
         max_log_size,
         log_keep,
+        priority,
+        // Moving a service's table in the file changes nothing to apply: only ties in the start
+        // queue read it, and they read the running configuration.
+        file_index: _,
     } = old;
     let checks = [
         ("command", Apply::Restart, *command != new.command),
@@ -256,6 +260,7 @@ fn service_changes(old: &ServiceConfig, new: &ServiceConfig) -> Vec<(&'static st
             *max_log_size != new.max_log_size,
         ),
         ("log_keep", Apply::Live, *log_keep != new.log_keep),
+        ("priority", Apply::Live, *priority != new.priority),
     ];
     checks
         .into_iter()
@@ -312,6 +317,11 @@ fn supervisor_changes(
         "log_ring_lines",
         old.log_ring_lines.to_string(),
         new.log_ring_lines.to_string(),
+    );
+    note(
+        "output_time_scale",
+        old.output_time_scale.to_string(),
+        new.output_time_scale.to_string(),
     );
     changes
 }
@@ -402,6 +412,7 @@ kind = "tcp"
             (r#"max_log_size = "1MB""#, "max_log_size", false),
             ("log_keep = 2", "log_keep", false),
             ("backoff = { initial = \"3s\" }", "backoff", false),
+            ("priority = 5", "priority", false),
         ];
         for (line, key, restart) in table {
             // Dropping the key is the one group change that needs no second group.
@@ -504,6 +515,28 @@ kind = "tcp"
     }
 
     #[test]
+    fn start_queue_keys_of_groups_and_services() {
+        for line in [
+            "flood_tolerance = \"none\"",
+            "flood_tolerance = \"10s\"",
+            "sweep_after = \"5s\"",
+        ] {
+            let new = BASE.replace("window = \"1h\"\n", &format!("window = \"1h\"\n{line}\n"));
+            let diff = diff_texts(BASE, &new);
+            assert_eq!(diff.groups_changed, vec!["telegram"], "{line}");
+            assert!(diff.services_restart.is_empty(), "{line}");
+        }
+        // The services' order in the file is no change (it only breaks ties in the start queue).
+        let text_table = "[services.send_text]\ncommand = \"sleep 100\"\ngroup = \"telegram\"\nport = 5022\nstop_timeout = \"15s\"\n\n";
+        let reordered = BASE
+            .replace(text_table, "")
+            .replace("[checks.port]", &format!("{text_table}[checks.port]"));
+        assert_ne!(reordered, BASE);
+        let diff = diff_texts(BASE, &reordered);
+        assert!(diff.is_empty(), "{diff:#?}");
+    }
+
+    #[test]
     fn a_check_moved_to_a_drop_in_file_is_unchanged_but_an_edited_one_is_changed() {
         let dir = tempfile::tempdir().unwrap();
         let old = config(dir.path(), BASE);
@@ -534,7 +567,7 @@ kind = "tcp"
         let new = config(
             dir.path(),
             &format!(
-                "[supervisor]\nsocket_mode = 0o660\nlog_ring_lines = 100\nmax_log_size = \"1MB\"\n{BASE}"
+                "[supervisor]\nsocket_mode = 0o660\nlog_ring_lines = 100\nmax_log_size = \"1MB\"\noutput_time_scale = 0.01\n{BASE}"
             ),
         );
         let diff = diff(&old, &new);
@@ -543,6 +576,7 @@ kind = "tcp"
             vec![
                 ("socket_mode", "0o600 -> 0o660".to_string()),
                 ("log_ring_lines", "5000 -> 100".to_string()),
+                ("output_time_scale", "1 -> 0.01".to_string()),
             ]
         );
         // The default log size is folded into each service: they show it, tend need not restart.

@@ -128,6 +128,10 @@ pub struct SupervisorSettings {
     pub checks_dir: PathBuf,
     /// What SIGTERM/SIGINT (and `tend shutdown` without a flag) do to the services. Default stop.
     pub on_shutdown: OnShutdown,
+    /// Durations read from service output ("Sleeping for 27s", "A wait of 27 seconds", `/stats`
+    /// FloodWait) are multiplied by this before tend acts on them. Default 1; the emulator's
+    /// `--time-scale` in tests and benches, whose services print model seconds.
+    pub output_time_scale: f64,
 }
 
 /// `on_shutdown`: stop the services with tend (like systemd), or leave them for the next tend to adopt.
@@ -164,6 +168,11 @@ pub struct ServiceConfig {
     pub min_restart_interval: Duration,
     pub max_log_size: u64,
     pub log_keep: usize,
+    /// `priority`: in its group's start queue, higher goes first (unset: 0, then longest down).
+    pub priority: Option<i64>,
+    /// Its position among the services in supervisor.toml (0 = first): breaks exact ties in the
+    /// group's start queue, so that name order never decides.
+    pub file_index: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +211,12 @@ pub struct GroupConfig {
     /// At most this many starts of members within `window`.
     pub max_starts: u32,
     pub window: Duration,
+    /// `flood_tolerance`: the longest predicted flood wait a start may take (telethon sleeps through
+    /// up to 60 s). `None` (`"none"`): zero flood, a start only when no wait is predicted. Default 30s.
+    pub flood_tolerance: Option<Duration>,
+    /// `sweep_after`: a start that dies earlier than this, with no sign of having fetched dialogs,
+    /// gives its slot in the spacing and budget back. Default 20s.
+    pub sweep_after: Duration,
     /// `[groups.NAME.recovery]`: the staged flood-wait recovery of this group.
     pub recovery: RecoveryConfig,
 }

@@ -425,6 +425,7 @@ declare_table! {
         log_ring_lines,
         checks_dir,
         on_shutdown,
+        output_time_scale,
     }
 }
 
@@ -434,6 +435,8 @@ declare_table! {
         min_start_spacing,
         max_starts,
         window,
+        flood_tolerance,
+        sweep_after,
         recovery,
     }
 }
@@ -466,6 +469,7 @@ declare_table! {
         min_restart_interval,
         max_log_size,
         log_keep,
+        priority,
         backoff,
     }
 }

@@ -210,6 +210,7 @@ fn default_supervisor(dir: &Path) -> SupervisorSettings {
         log_ring_lines: 5000,
         checks_dir: dir.join("checks"),
         on_shutdown: crate::config::OnShutdown::Stop,
+        output_time_scale: 1.0,
     }
 }
 
@@ -282,6 +283,8 @@ fn default_service(dir: &Path, name: &str, command: &[&str]) -> ServiceConfig {
         min_restart_interval: Duration::ZERO,
         max_log_size: 10 * 1024 * 1024,
         log_keep: 5,
+        priority: None,
+        file_index: 0,
     }
 }
 
@@ -335,6 +338,7 @@ fn telethon_fixture_parses_into_the_expected_config() {
         ..default_service(&dir, name, &["python3", script])
     };
     let mut send_media = member("send_media", "send_media.py", 5023);
+    send_media.file_index = 1;
     send_media
         .env
         .insert("MEDIA_DIR".to_string(), "/srv/media".to_string());
@@ -360,6 +364,8 @@ fn telethon_fixture_parses_into_the_expected_config() {
                 min_start_spacing: secs(60),
                 max_starts: 3,
                 window: secs(3600),
+                flood_tolerance: Some(secs(30)),
+                sweep_after: secs(20),
                 recovery: default_recovery(),
             },
         )]),
@@ -410,6 +416,8 @@ fn full_fixture_reads_every_key() {
         min_restart_interval: secs(600),
         max_log_size: 1_048_576,
         log_keep: 1,
+        priority: Some(10),
+        file_index: 0,
     };
     let send_media = ServiceConfig {
         stop_signal: libc::SIGHUP,
@@ -420,6 +428,7 @@ fn full_fixture_reads_every_key() {
         },
         max_log_size: 50_000_000,
         log_keep: 3,
+        file_index: 1,
         ..default_service(
             &dir,
             "send_media",
@@ -611,6 +620,7 @@ fn full_fixture_reads_every_key() {
             log_ring_lines: 10_000,
             checks_dir: drop_ins.clone(),
             on_shutdown: crate::config::OnShutdown::Stop,
+            output_time_scale: 0.01,
         },
         services: BTreeMap::from([
             ("send_text".to_string(), send_text),
@@ -624,6 +634,8 @@ fn full_fixture_reads_every_key() {
                     min_start_spacing: secs(90),
                     max_starts: 4,
                     window: secs(7200),
+                    flood_tolerance: None,
+                    sweep_after: secs(5),
                     recovery: RecoveryConfig {
                         cooldown: secs(600),
                         margin: secs(45),
@@ -640,6 +652,8 @@ fn full_fixture_reads_every_key() {
                     min_start_spacing: Duration::ZERO,
                     max_starts: 0,
                     window: Duration::ZERO,
+                    flood_tolerance: Some(secs(30)),
+                    sweep_after: secs(20),
                     recovery: RecoveryConfig {
                         pause: Duration::ZERO,
                         ..default_recovery()

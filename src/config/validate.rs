@@ -64,6 +64,10 @@ const DEFAULT_RECOVERY: RecoveryConfig = RecoveryConfig {
     ready_timeout: Duration::from_secs(10 * 60),
     auto: true,
 };
+const DEFAULT_FLOOD_TOLERANCE: Duration = Duration::from_secs(30);
+const DEFAULT_SWEEP_AFTER: Duration = Duration::from_secs(20);
+const PRIORITY_RANGE: RangeInclusive<i64> = -1000..=1000;
+const OUTPUT_TIME_SCALE_MAX: f64 = 1000.0;
 const DEFAULT_ALERT_RETRIES: u32 = 3;
 const ALERT_RETRIES_RANGE: RangeInclusive<i64> = 0..=100;
 const DEFAULT_ALERT_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -234,6 +238,9 @@ impl Validator {
                     ],
                 )
                 .unwrap_or(OnShutdown::Stop),
+            output_time_scale: self
+                .output_time_scale(raw.output_time_scale.as_ref())
+                .unwrap_or(1.0),
         };
         (settings, check_files)
     }
@@ -296,6 +303,13 @@ impl Validator {
                 .unwrap_or(Duration::ZERO),
             max_starts: u32::try_from(max_starts).unwrap_or(0),
             window: window.unwrap_or(Duration::ZERO),
+            flood_tolerance: match &raw.flood_tolerance {
+                None => Some(DEFAULT_FLOOD_TOLERANCE),
+                Some(field) => self.flood_tolerance(field),
+            },
+            sweep_after: self
+                .duration(raw.sweep_after.as_ref())
+                .unwrap_or(DEFAULT_SWEEP_AFTER),
             recovery: self.recovery(raw.recovery.as_ref()),
         }
     }
@@ -345,7 +359,7 @@ impl Validator {
         };
         // Port -> (service, span of its port value), to name the first owner of a duplicate.
         let mut ports: BTreeMap<u16, (String, Span)> = BTreeMap::new();
-        for entry in &table.entries {
+        for (file_index, entry) in table.entries.iter().enumerate() {
             let field = Field::from_entry(entry, "services");
             let valid_name = self.check_name(&field, "service");
             let header = format!("a [{}] header followed by its keys", field.path);
@@ -353,7 +367,7 @@ impl Validator {
                 continue;
             };
             let raw = RawService::read(service_table, &field.path, &mut self.report);
-            let service = self.service(&field, &raw, known);
+            let service = self.service(&field, &raw, known, file_index);
             if let (Some(port), Some(port_field)) = (service.port, &raw.port) {
                 if let Some((owner, owner_span)) = ports.get(&port) {
                     let (owner_line, _) = self.report.position(owner_span.start);
@@ -375,7 +389,13 @@ impl Validator {
         services
     }
 
-    fn service(&mut self, field: &Field, raw: &RawService, known: &Known) -> ServiceConfig {
+    fn service(
+        &mut self,
+        field: &Field,
+        raw: &RawService,
+        known: &Known,
+        file_index: usize,
+    ) -> ServiceConfig {
         let command = match &raw.command {
             Some(command) => self.command(command),
             None => {
@@ -452,6 +472,13 @@ impl Validator {
             log_keep: self
                 .integer(raw.log_keep.as_ref(), LOG_KEEP_RANGE, LOG_KEEP_MEANING)
                 .map_or(known.supervisor.log_keep, to_usize),
+            priority: self.integer(
+                raw.priority.as_ref(),
+                PRIORITY_RANGE,
+                "priority orders the group's start queue: higher starts first, unset is 0, e.g. \
+                 priority = 10",
+            ),
+            file_index,
         }
     }
 
@@ -732,6 +759,56 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// `flood_tolerance`: a duration, or `"none"` for zero flood.
+    fn flood_tolerance(&mut self, field: &Field) -> Option<Duration> {
+        const MEANING: &str = "flood_tolerance is the longest predicted flood wait a start may \
+                               take; telethon sleeps through up to 60s: e.g. flood_tolerance = \
+                               \"30s\", or \"none\" for no flood wait at all";
+        if let Value::String(text) = &field.node.value {
+            if text.trim().eq_ignore_ascii_case("none") {
+                return None;
+            }
+            if let Err(problem) = super::parse_duration(text) {
+                self.value_error(
+                    field,
+                    format!("{problem}, or \"none\""),
+                    Some(MEANING.to_string()),
+                );
+                return Some(DEFAULT_FLOOD_TOLERANCE);
+            }
+        }
+        let tolerance = self.duration(Some(field))?;
+        if tolerance > Duration::from_secs(60) {
+            self.value_error(
+                field,
+                "must be at most 60s: a longer flood wait is raised by telethon (the service \
+                 becomes a zombie), it is never slept through",
+                Some(MEANING.to_string()),
+            );
+            return Some(DEFAULT_FLOOD_TOLERANCE);
+        }
+        Some(tolerance)
+    }
+
+    /// `output_time_scale`: a number above 0.
+    fn output_time_scale(&mut self, field: Option<&Field>) -> Option<f64> {
+        let field = field?;
+        let scale = self.number(Some(field), "output_time_scale = 1.0")?;
+        if scale <= 0.0 || scale > OUTPUT_TIME_SCALE_MAX {
+            self.value_error(
+                field,
+                format!("must be more than 0 and at most {OUTPUT_TIME_SCALE_MAX}"),
+                Some(
+                    "durations read from service output are multiplied by it: 1 for real \
+                     services, the emulator's --time-scale (e.g. 0.001) for scaled tests"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        Some(scale)
     }
 
     fn factor(&mut self, field: Option<&Field>) -> f64 {

@@ -19,7 +19,9 @@ use crate::logs::ServiceLog;
 use crate::recovery::Recovery;
 use crate::state::StartRecord;
 
+pub mod flood_model;
 pub mod policy;
+pub mod start_queue;
 mod supervisor;
 
 pub use policy::Hold;
@@ -303,6 +305,9 @@ pub enum Command {
     ConfigError {
         error: Option<String>,
     },
+    /// Skip the stop grace: SIGKILL every process group being stopped, now and for the rest of this
+    /// run of tend (a second termination signal). Fire and forget.
+    Hurry,
     /// `POST /reload_cache` on the service: a dialog fetch, gated like a start.
     ReloadCache {
         name: String,
@@ -534,6 +539,14 @@ impl CoreHandle {
     pub async fn config_error(&self, error: Option<String>) -> Result<(), CoreGone> {
         self.commands
             .send(Command::ConfigError { error })
+            .await
+            .map_err(|_| CoreGone)
+    }
+
+    /// A second termination signal: every stop skips what is left of its grace (see [`Command::Hurry`]).
+    pub async fn hurry(&self) -> Result<(), CoreGone> {
+        self.commands
+            .send(Command::Hurry)
             .await
             .map_err(|_| CoreGone)
     }

@@ -6,7 +6,7 @@
 //!   services never inherit it) and the functions the rest of tend calls: [`notify_ready`],
 //!   [`notify_reloading`], [`notify_stopping`], [`notify_status`].
 //! - [`watchdog`]: `WATCHDOG=1` only while the core answers.
-//! - [`signals`]: SIGTERM/SIGINT/SIGQUIT → shutdown, again → SIGKILL of the groups being stopped.
+//! - [`signals`]: SIGTERM/SIGINT/SIGQUIT → shutdown, again → `CoreHandle::hurry` (the runners SIGKILL the groups being stopped).
 //! - here: the task [`spawn`]ed by [`crate::run`] that sends `READY=1` once the core has done its
 //!   autostart, keeps `STATUS=` current (at most once a second) and sends `STOPPING=1`.
 //!
@@ -94,7 +94,7 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let signal_task = tokio::spawn(signals::serve(signals, core.snapshot(), shutdown.clone()));
+        let signal_task = tokio::spawn(signals::serve(signals, core.clone(), shutdown.clone()));
         if is_pid1() {
             tracing::info!(
                 "tend is PID 1: it reaps every orphan of this pid namespace and stops on SIGTERM, SIGINT or SIGQUIT"

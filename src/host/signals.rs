@@ -4,16 +4,13 @@
 //!
 //! As PID 1 the kernel drops every signal tend has no handler for (even SIGTERM from `docker stop`), so
 //! every signal that must work has a handler here (SIGHUP's is the reload task's). Owns the handlers
-//! and the decision "first signal: shut down, later ones: hurry"; it must not touch service state: the
-//! only thing it does to processes is that SIGKILL, and only to groups the core is already stopping.
-
-use std::collections::HashSet;
+//! and the decision "first signal: shut down, later ones: hurry"; it must not touch service state or
+//! processes: hurrying is a message to the core.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{ServiceState, Snapshot};
+use crate::core::CoreHandle;
 
 /// The termination signal handlers, installed together.
 pub struct Terminations {
@@ -64,16 +61,13 @@ impl Terminations {
     }
 }
 
-/// Serves the termination signals until the core is gone (its snapshot channel closes): the first
-/// cancels `shutdown`; from the second on, tend is in a hurry: every group the core is stopping, now or
-/// later in this shutdown (a second Ctrl-C may come before the core began the first stop), is SIGKILLed.
-pub async fn serve(
-    mut signals: Terminations,
-    mut snapshot: watch::Receiver<Snapshot>,
-    shutdown: CancellationToken,
-) {
+/// Serves the termination signals until the core is gone: the first cancels `shutdown`; from the
+/// second on, tend is in a hurry: the core is told ([`CoreHandle::hurry`]) and every stop under way or
+/// still to come in this shutdown skips its grace (a second Ctrl-C may come before the core began the
+/// first stop). The SIGKILL itself is sent by each run's runner, which knows its process group.
+pub async fn serve(mut signals: Terminations, core: CoreHandle, shutdown: CancellationToken) {
     let mut received = 0u32;
-    let mut killed: HashSet<u32> = HashSet::new();
+    let mut snapshot = core.snapshot();
     loop {
         tokio::select! {
             name = signals.next() => {
@@ -86,70 +80,16 @@ pub async fn serve(
                     continue;
                 }
                 tracing::warn!("{name} received again: skipping the stop grace");
+                if core.hurry().await.is_err() {
+                    return;
+                }
             }
+            // The snapshot channel closes when the core is gone.
             changed = snapshot.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                if received < 2 {
-                    continue;
-                }
             }
         }
-        let groups: Vec<(String, u32)> = stopping_groups(&snapshot.borrow_and_update())
-            .into_iter()
-            .filter(|(_, pgid)| !killed.contains(pgid))
-            .map(|(name, pgid)| (name.to_string(), pgid))
-            .collect();
-        for (name, pgid) in groups {
-            match crate::process::signal_group(pgid, libc::SIGKILL) {
-                Ok(()) => {
-                    tracing::warn!(service = %name, pid = pgid, "SIGKILL to its process group (stop grace skipped)");
-                    killed.insert(pgid);
-                }
-                Err(err) => {
-                    tracing::warn!(service = %name, pid = pgid, "cannot SIGKILL group: {err}")
-                }
-            }
-        }
-    }
-}
-
-/// The services being stopped, with the process group each one leads.
-pub fn stopping_groups(snapshot: &Snapshot) -> Vec<(&str, u32)> {
-    snapshot
-        .services
-        .iter()
-        .filter(|s| s.state == ServiceState::Stopping)
-        .filter_map(|s| s.pid.map(|pid| (s.name.as_str(), pid)))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::ServiceStatus;
-
-    fn service(name: &str, state: ServiceState, pid: Option<u32>) -> ServiceStatus {
-        ServiceStatus {
-            name: name.into(),
-            state,
-            pid,
-            ..ServiceStatus::default()
-        }
-    }
-
-    #[test]
-    fn only_groups_being_stopped_are_hurried() {
-        let snapshot = Snapshot {
-            services: vec![
-                service("a", ServiceState::Stopping, Some(10)),
-                service("b", ServiceState::Running, Some(11)),
-                service("c", ServiceState::Stopped, None),
-                service("d", ServiceState::Stopping, Some(13)),
-            ],
-            ..Snapshot::default()
-        };
-        assert_eq!(stopping_groups(&snapshot), vec![("a", 10), ("d", 13)]);
     }
 }

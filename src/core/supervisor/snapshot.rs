@@ -1,0 +1,89 @@
+//! The published status snapshot: built from the actor's state, sent only when something changed.
+
+use super::*;
+
+impl Supervisor {
+    pub(super) fn build_snapshot(&self) -> Snapshot {
+        let now = self.clock.now_ms();
+        let services = self
+            .services
+            .iter()
+            .map(|(name, s)| {
+                let backoff = if s.state == ServiceState::Backoff {
+                    s.backoff_until
+                } else {
+                    None
+                };
+                let gate = self.gate(name, backoff, now);
+                let persisted = self.persisted.services.get(name);
+                ServiceStatus {
+                    name: name.clone(),
+                    state: s.state,
+                    pid: s.run.as_ref().map(|r| r.pid),
+                    group: s.cfg.group.clone(),
+                    port: s.cfg.port,
+                    since_ms: s.run.as_ref().map(|r| r.started_ms),
+                    restarts: s.starts_this_session.saturating_sub(1),
+                    last_exit: s.last_exit.clone(),
+                    last_start: self.persisted.last_start(name).cloned(),
+                    next_start: NextStart {
+                        at_ms: gate.at,
+                        hold: gate.hold,
+                    },
+                    sticky_stop: persisted.map(|p| p.sticky_stop).unwrap_or(false),
+                    quick_failures: s.quick_failures,
+                    message: s.message.clone(),
+                    checks: s.checks.values().filter_map(|c| c.last.clone()).collect(),
+                    ready: s.ready,
+                    flood_until_ms: s.flood_until.filter(|t| *t > now),
+                    starts_24h: persisted
+                        .map(|p| {
+                            p.starts
+                                .iter()
+                                .filter(|r| {
+                                    now - r.at_ms < 24 * 3600 * 1000
+                                        && !matches!(r.reason, StartReason::ReloadCache { .. })
+                                })
+                                .count() as u32
+                        })
+                        .unwrap_or(0),
+                }
+            })
+            .collect();
+        let recoveries = self
+            .persisted
+            .recoveries
+            .values()
+            .map(|r| RecoveryView {
+                recovery: r.clone(),
+                summary: r.describe(now),
+                until_ms: r.wakeup(),
+            })
+            .collect();
+        Snapshot {
+            at_ms: now,
+            services,
+            recoveries,
+            config_error: self.config_error.clone(),
+        }
+    }
+
+    pub(super) fn publish(&mut self) {
+        let snapshot = self.build_snapshot();
+        self.snapshot.send_if_modified(|current| {
+            // `at_ms` changes every time; only publish real changes.
+            let changed = current.services != snapshot.services
+                || current.config_error != snapshot.config_error
+                || current.recoveries.len() != snapshot.recoveries.len()
+                || current
+                    .recoveries
+                    .iter()
+                    .zip(&snapshot.recoveries)
+                    .any(|(a, b)| a.recovery != b.recovery);
+            if changed {
+                *current = snapshot;
+            }
+            changed
+        });
+    }
+}
