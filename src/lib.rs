@@ -10,7 +10,8 @@
 //! - [`control`]: the Unix control socket, its protocol and the CLI client.
 //! - [`clock`]: wall-clock milliseconds that follow tokio's (pausable) clock.
 //! - [`reload`]: live reload of the configuration (file watcher, SIGHUP, `tend reload`), all-or-nothing.
-//! - [`schedule`]: `[[schedule]]` cron entries: run times (pure) and the runner that performs them.
+//! - [`schedule_rules`]: `[[schedule]]` entries and their pure rules (run times, missed runs, stagger).
+//! - [`schedule`]: the runner that performs the schedules.
 //! - [`verbs`]: the operator verbs (start, stop, restart, reload_cache, recover) and their one dispatch
 //!   to the core, shared by the control socket, the web API and the schedules.
 //! - [`web`]: the password-protected status page and its JSON API (`[web]` in the config).
@@ -21,11 +22,14 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub mod alerts;
+pub mod check_result;
 pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod error_chain;
 pub mod host;
 pub mod logs;
 pub mod process;
@@ -33,6 +37,7 @@ pub mod recovery;
 pub mod reexec;
 pub mod reload;
 pub mod schedule;
+pub mod schedule_rules;
 pub mod state;
 pub mod verbs;
 pub mod web;

@@ -258,7 +258,7 @@ pub fn spawn(
     };
     handle.apply(&config, logs);
     if let Some(url) = config.alerts.webhook.clone() {
-        let (sender, delivery) = probe::webhook::Sender::spawn(
+        let (sender, delivery) = crate::alerts::Sender::spawn(
             http.clone(),
             url,
             config.alerts.retries,

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,9 +19,8 @@ use super::duration::format_duration;
 use super::raw::{
     self, table_label, Field, Node, RawCheck, RawCheckFile, RawOnFail, RawPattern, Table, Value,
 };
+use super::reader::{SizeRule, Validator};
 use super::suggest::did_you_mean;
-use super::validate::Validator;
-use super::values::{normalize, SizeRule};
 use super::{CheckConfig, CheckKind, FailAction, OnFail, PatternConfig, ServiceConfig};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -744,49 +742,6 @@ impl Validator {
             }
         }
         CheckKind::Exec { command }
-    }
-
-    /// A program path with a `/` is resolved against the directory of the file that defines `what`
-    /// (a check or a schedule) and must be an executable file; a bare name is looked up in PATH when
-    /// it runs, like a service's command.
-    pub(super) fn exec_program(
-        &mut self,
-        field: &Field,
-        program: &str,
-        what: &str,
-    ) -> Option<String> {
-        if !program.contains('/') {
-            return None;
-        }
-        let path = normalize(&self.config_dir.join(program));
-        let where_from = format!(
-            "relative program paths are resolved against the directory of the file that defines \
-             {what} ({})",
-            self.config_dir.display()
-        );
-        let problem = match std::fs::metadata(&path) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some((
-                format!("program {} does not exist", path.display()),
-                where_from,
-            )),
-            Err(err) => Some((
-                format!("cannot use program {}: {err}", path.display()),
-                where_from,
-            )),
-            Ok(meta) if !meta.is_file() => Some((
-                format!("program {} is not a file", path.display()),
-                where_from,
-            )),
-            Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Some((
-                format!("program {} is not executable", path.display()),
-                format!("make it executable: chmod +x {}", path.display()),
-            )),
-            Ok(_) => None,
-        };
-        if let Some((problem, help)) = problem {
-            self.value_error(field, problem, Some(help));
-        }
-        Some(path.to_string_lossy().into_owned())
     }
 
     // ----- values of some kinds -----------------------------------------------------------------

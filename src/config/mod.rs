@@ -25,12 +25,12 @@ mod duration;
 mod envfile;
 mod error;
 mod raw;
+mod reader;
 mod schedules;
 mod suggest;
 #[cfg(test)]
 mod tests;
 mod validate;
-mod values;
 mod web;
 
 pub use diff::{diff, ConfigDiff};
@@ -55,7 +55,7 @@ pub struct Config {
     pub web: Option<WebSettings>,
     /// `[[schedule]]` entries in file order: cron expressions with an action, validated (names
     /// unique, expressions compiled, dialog-fetching schedules of one account staggered).
-    pub schedules: Vec<crate::schedule::ScheduleSpec>,
+    pub schedules: Vec<crate::schedule_rules::ScheduleSpec>,
 }
 
 /// `[web]`: the password-protected status page.

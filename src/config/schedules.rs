@@ -1,5 +1,5 @@
 //! `[[schedule]]` entries of supervisor.toml validated into [`ScheduleSpec`]s: the action and the keys
-//! it takes, the cron expression (compiled by [`crate::schedule`], whose complaint is quoted), the
+//! it takes, the cron expression (compiled by [`crate::schedule_rules`], whose complaint is quoted), the
 //! services (`all` and group names expanded), unique names, and the staggering rule.
 //!
 //! The staggering rule: two dialog-fetching schedules (`reload_cache`, `restart`) that touch services
@@ -21,10 +21,10 @@ use super::duration::format_duration;
 use super::raw::{
     table_label, Field, Node, RawSchedule, Table, Value, SCHEDULE_ACTION_KEYS, SCHEDULE_COMMON_KEYS,
 };
+use super::reader::{is_valid_name, Validator, NAME_RULE};
 use super::suggest::did_you_mean;
-use super::validate::{is_valid_name, Validator};
 use super::{AlertSettings, GroupConfig, ServiceConfig};
-use crate::schedule::{
+use crate::schedule_rules::{
     stagger_conflicts, Schedule, ScheduleAction, ScheduleSpec, EXPECTED, MINUTE_MS,
 };
 
@@ -433,7 +433,7 @@ impl Validator {
                 self.value_error(
                     field,
                     "not a valid schedule name",
-                    Some(super::validate::NAME_RULE.to_string()),
+                    Some(NAME_RULE.to_string()),
                 );
                 return None;
             }
@@ -473,7 +473,7 @@ impl Validator {
                      is not a valid name",
                     table_label(path)
                 ),
-                Some(super::validate::NAME_RULE.to_string()),
+                Some(NAME_RULE.to_string()),
             );
             return None;
         }

@@ -816,7 +816,7 @@ fn the_shipped_config_loads_with_the_shipped_checks() {
 
 #[test]
 fn schedules_fixture_reads_every_schedule_key() {
-    use crate::schedule::{ScheduleAction, ScheduleSpec};
+    use crate::schedule_rules::{ScheduleAction, ScheduleSpec};
     let dir = fixture_dir("good");
     let config = load(&dir.join("schedules.toml")).unwrap_or_else(|err| panic!("{err}"));
     let spec = |name: &str, cron: &str, action: ScheduleAction, services: &[&str]| ScheduleSpec {
@@ -1113,7 +1113,7 @@ fn stop_signal_spellings() {
 #[test]
 fn service_and_group_names_follow_the_file_name_rule() {
     for good in ["a", "send_text", "send-media", "A1", "0", &"x".repeat(64)] {
-        assert!(validate::is_valid_name(good), "{good}");
+        assert!(reader::is_valid_name(good), "{good}");
     }
     for bad in [
         "",
@@ -1126,7 +1126,7 @@ fn service_and_group_names_follow_the_file_name_rule() {
         "..",
         &"x".repeat(65),
     ] {
-        assert!(!validate::is_valid_name(bad), "{bad}");
+        assert!(!reader::is_valid_name(bad), "{bad}");
     }
 }
 

@@ -4,7 +4,8 @@
 //! Each table has one function here (`supervisor`, `group`, `recovery`, `service`, `backoff`,
 //! `alerts`), as do keys with rules of their own (`command`, `env`, `stop_signal`, `socket_mode`, ...);
 //! checks and the drop-in check files are validated in `checks.rs`, and the generic readers for
-//! strings, integers, durations, sizes and paths are in `values.rs`. A problem in one
+//! strings, integers, durations, sizes and paths (and the `Validator` they are methods of) are in
+//! `reader.rs`. A problem in one
 //! value never stops the others from being checked: a bad value is reported and replaced by its
 //! default so validation can go on; the report, not the half-built `Config`, decides the result.
 //!
@@ -25,9 +26,9 @@ use super::raw::{
     self, Field, RawAlerts, RawBackoff, RawFile, RawGroup, RawRecovery, RawService, RawSupervisor,
     Span, Table, Value,
 };
+use super::reader::{normalize, SizeRule, Validator};
 use super::schedules::ScheduleTargets;
 use super::suggest::did_you_mean;
-use super::values::{normalize, SizeRule};
 use super::{
     AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, OnShutdown, RecoveryConfig,
     RestartMode, ServiceConfig, SupervisorSettings,
@@ -83,11 +84,6 @@ const SIGNALS: &[(&str, i32)] = &[
     ("USR2", libc::SIGUSR2),
     ("KILL", libc::SIGKILL),
 ];
-
-pub(super) const NAME_RULE: &str =
-    "names must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ (letters, digits, `_` \
-     and `-`, starting with a letter or digit, at most 64 characters) because they become file \
-     names and URLs";
 
 pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -163,14 +159,6 @@ fn table_keys<'f>(field: Option<&Field<'f>>) -> BTreeSet<&'f str> {
     }
 }
 
-/// Whether `name` may name a service, a group or a check.
-pub(crate) fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// What a service may refer to or inherit, validated before services are.
 struct Known<'k> {
     supervisor: &'k SupervisorSettings,
@@ -179,29 +167,7 @@ struct Known<'k> {
     declared_groups: &'k BTreeSet<&'k str>,
 }
 
-/// Walks the raw tables, reporting problems and building the validated values. Typed readers for
-/// single values live in `values.rs`.
-pub(super) struct Validator {
-    pub(super) report: Report,
-    /// Relative paths in the file being read are resolved against this (the file's own directory).
-    pub(super) config_dir: PathBuf,
-}
-
 impl Validator {
-    /// A TOML syntax error in the file being read; `rest` says what that means for the others.
-    pub(super) fn syntax_error(&mut self, err: raw::SyntaxError, rest: &str) {
-        let message = err.message.lines().collect::<Vec<_>>().join(", ");
-        self.report.error(
-            err.span,
-            None,
-            format!("TOML syntax error: {message}"),
-            Some(format!(
-                "fix the syntax here first (strings need double quotes, e.g. start_grace = \
-                 \"5s\"); {rest}"
-            )),
-        );
-    }
-
     // ----- tables -------------------------------------------------------------------------------
 
     /// `[supervisor]`, and the check files found in its `checks_dir` (in name order).
@@ -643,56 +609,6 @@ impl Validator {
 
     // ----- service keys with their own rules ----------------------------------------------------
 
-    /// argv of a service or an exec check; reports an empty or malformed command.
-    pub(super) fn command(&mut self, field: &Field) -> Vec<String> {
-        const HELP: &str = "write the program and its arguments, e.g. command = [\"python3\", \
-                            \"send_text.py\"] or command = \"python3 send_text.py\"";
-        let argv = match &field.node.value {
-            Value::Array(elements) => {
-                let mut argv = Vec::new();
-                for (index, element) in elements.iter().enumerate() {
-                    match &element.value {
-                        Value::String(arg) => argv.push(arg.clone()),
-                        other => self.report.error(
-                            element.span.clone(),
-                            Some(&field.path),
-                            format!(
-                                "`command` element {}: expected a string, found {}",
-                                index + 1,
-                                other.kind()
-                            ),
-                            Some("quote every argument: command = [\"tend-sim\", \"--port\", \"5022\"]".to_string()),
-                        ),
-                    }
-                }
-                argv
-            }
-            Value::String(line) => match shell_words::split(line) {
-                Ok(argv) => argv,
-                Err(err) => {
-                    self.value_error(field, err, Some(HELP.to_string()));
-                    return Vec::new();
-                }
-            },
-            _ => {
-                self.type_error(
-                    field,
-                    "an array of strings or a string",
-                    Some(HELP.to_string()),
-                );
-                return Vec::new();
-            }
-        };
-        match argv.first() {
-            None => self.value_error(field, "the command is empty", Some(HELP.to_string())),
-            Some(program) if program.is_empty() => {
-                self.value_error(field, "the program name is empty", Some(HELP.to_string()))
-            }
-            Some(_) => {}
-        }
-        argv
-    }
-
     fn env(&mut self, field: Option<&Field>) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         let Some(field) = field else {
@@ -1005,22 +921,6 @@ impl Validator {
                 .report
                 .error(0..0, Some("supervisor.socket"), message, help),
         }
-    }
-
-    // ----- names --------------------------------------------------------------------------------
-
-    /// Checks a service, group or check name (the table key); reports and returns false when invalid.
-    pub(super) fn check_name(&mut self, field: &Field, what: &str) -> bool {
-        if is_valid_name(field.name) {
-            return true;
-        }
-        self.report.error(
-            field.key_span.clone(),
-            Some(&field.path),
-            format!("invalid {what} name `{}`", field.name),
-            Some(NAME_RULE.to_string()),
-        );
-        false
     }
 }
 

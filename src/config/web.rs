@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{index_path, Field, RawWeb, RawWebUser, Table, Value};
-use super::validate::Validator;
+use super::reader::Validator;
 use super::{TlsFiles, WebRole, WebSettings, WebUser};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

@@ -413,7 +413,7 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                 Some(false) => ShutdownMode::Stop,
                 None => ShutdownMode::configured(&ctx.config),
             };
-            if mode.keeps_services() && crate::host::is_pid1() {
+            if mode.keeps_services() && crate::process::is_pid1() {
                 return Response::Error {
                     code: ErrorCode::BadRequest,
                     message:

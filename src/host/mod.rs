@@ -25,11 +25,13 @@ pub mod notify;
 pub mod signals;
 pub mod watchdog;
 
+/// `is_pid1` lives in `process`; re-exported here for its older callers.
+pub use crate::process::is_pid1;
 pub use notify::{
     init_from_env, notify_handing_over, notify_ready, notify_reloading, notify_status,
     notify_stopping, reexec_env, SystemdEnv, HOST_VARS,
 };
-pub use signals::{is_pid1, Terminations};
+pub use signals::Terminations;
 
 /// At most one `STATUS=` update per this long: a crash loop must not flood systemd's journal.
 pub const STATUS_GAP: Duration = Duration::from_secs(1);

@@ -12,12 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::CoreHandle;
 
-/// Whether tend is the init process of its pid namespace (a container's PID 1): then every orphan in
-/// the container becomes its child, and signals without a handler never reach it.
-pub fn is_pid1() -> bool {
-    std::process::id() == 1
-}
-
 /// The termination signal handlers, installed together.
 pub struct Terminations {
     streams: Vec<(&'static str, Signal)>,

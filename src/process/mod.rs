@@ -195,6 +195,12 @@ pub fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
+/// Whether tend is the init process of its pid namespace (a container's PID 1): then every orphan in
+/// the container becomes its child, and signals without a handler never reach it.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
 /// Makes tend the reaper of orphans of its services (their double-forked or leftover children), so none
 /// lingers as a zombie of init and [`reap_orphans`] can collect them.
 pub fn become_subreaper() -> io::Result<()> {

@@ -8,10 +8,10 @@
 use futures_util::future::BoxFuture;
 
 use super::runner::{Job, Perform, Performed, RunStatus};
-use super::ScheduleAction;
 use crate::checks::monitor::MonitorHandle;
 use crate::clock::human_ms;
 use crate::core::{CoreHandle, Outcome, ServiceState};
+use crate::schedule_rules::ScheduleAction;
 use crate::verbs::{self, Verb};
 
 /// The real performer: the core, the checks and an HTTP client for the probes and the webhook.
@@ -133,7 +133,7 @@ impl Actions {
         if alert {
             match &job.config.alerts.webhook {
                 Some(url) => {
-                    let (sender, _delivery) = crate::checks::probe::webhook::Sender::spawn(
+                    let (sender, _delivery) = crate::alerts::Sender::spawn(
                         self.http.clone(),
                         url.clone(),
                         job.config.alerts.retries,

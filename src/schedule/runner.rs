@@ -23,9 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{Due, Schedule, ScheduleAction, ScheduleSpec};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
+use crate::schedule_rules::{Due, Schedule, ScheduleAction, ScheduleSpec};
 use crate::state::{write_atomically, StateError};
 
 /// Outcomes kept per schedule (newest first in the views).

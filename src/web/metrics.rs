@@ -1,5 +1,8 @@
 //! `/metrics` in the Prometheus text format: service states, restarts, check results, error counts by
 //! type and flood waits. Behind the login unless `[web] metrics_public = true`.
+//!
+//! The families are a table ([`FAMILIES`]): a header and a function from the snapshot to samples; one
+//! renderer writes them all. Reads the snapshot only, never the core.
 
 use std::fmt::Write;
 
@@ -10,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::Caller;
 use super::WebState;
-use crate::core::{ServiceState, Snapshot};
+use crate::checks::monitor::ErrorReport;
+use crate::core::{CheckView, ServiceState, ServiceStatus, Snapshot};
 
 const STATES: &[ServiceState] = &[
     ServiceState::Stopped,
@@ -53,172 +57,177 @@ pub(super) async fn metrics(State(state): State<WebState>, mut parts: Parts) -> 
     response
 }
 
-/// The exposition text; pure.
-pub(super) fn render(
-    snapshot: &Snapshot,
-    errors: &[crate::checks::monitor::ErrorReport],
-) -> String {
-    let mut out = String::new();
-    let now = snapshot.at_ms;
-    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    family(
-        &mut out,
-        "tend_service_up",
-        "gauge",
-        "1 if the service is running.",
-    );
-    for s in &snapshot.services {
-        let up = u8::from(s.state == ServiceState::Running);
-        let _ = writeln!(
-            out,
-            "tend_service_up{{service=\"{}\"}} {up}",
-            label(&s.name)
-        );
-    }
-    family(
-        &mut out,
-        "tend_service_state",
-        "gauge",
-        "1 for the service's current state.",
-    );
-    for s in &snapshot.services {
-        for st in STATES {
-            let v = u8::from(s.state == *st);
-            let _ = writeln!(
-                out,
-                "tend_service_state{{service=\"{}\",state=\"{st}\"}} {v}",
-                label(&s.name)
-            );
-        }
-    }
-    family(
-        &mut out,
-        "tend_service_restarts",
-        "gauge",
-        "Starts since tend came up, not counting the first.",
-    );
-    for s in &snapshot.services {
-        let _ = writeln!(
-            out,
-            "tend_service_restarts{{service=\"{}\"}} {}",
-            label(&s.name),
-            s.restarts
-        );
-    }
-    family(
-        &mut out,
-        "tend_service_starts_24h",
-        "gauge",
-        "Starts in the last 24 hours.",
-    );
-    for s in &snapshot.services {
-        let _ = writeln!(
-            out,
-            "tend_service_starts_24h{{service=\"{}\"}} {}",
-            label(&s.name),
-            s.starts_24h
-        );
-    }
-    family(
-        &mut out,
-        "tend_service_flood_wait_seconds",
-        "gauge",
-        "Seconds left of a known flood wait (0: none).",
-    );
-    for s in &snapshot.services {
-        let left = s
-            .flood_until_ms
-            .map_or(0, |t| ((t - now).max(0) + 999) / 1000);
-        let _ = writeln!(
-            out,
-            "tend_service_flood_wait_seconds{{service=\"{}\"}} {left}",
-            label(&s.name)
-        );
-    }
-    family(
-        &mut out,
-        "tend_check_status",
-        "gauge",
-        "Last result: 0 ok, 1 warning, 2 critical, 3 unknown.",
-    );
+/// One line of a family: its labels (name, unescaped value) and its value, formatted.
+struct Sample {
+    labels: Vec<(&'static str, String)>,
+    value: String,
+}
+
+/// One metric family: its header and how to read its samples off the snapshot.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: fn(&Snapshot, &[ErrorReport]) -> Vec<Sample>,
+}
+
+/// A sample per service, labelled `service`.
+fn per_service(snapshot: &Snapshot, value: impl Fn(&ServiceStatus) -> String) -> Vec<Sample> {
+    snapshot
+        .services
+        .iter()
+        .map(|s| Sample {
+            labels: vec![("service", s.name.clone())],
+            value: value(s),
+        })
+        .collect()
+}
+
+/// A sample per check of each service with a value, labelled `service` and `check`.
+fn per_check(snapshot: &Snapshot, value: impl Fn(&CheckView) -> Option<String>) -> Vec<Sample> {
+    let mut samples = Vec::new();
     for s in &snapshot.services {
         for c in &s.checks {
-            let _ = writeln!(
-                out,
-                "tend_check_status{{service=\"{}\",check=\"{}\"}} {}",
-                label(&s.name),
-                label(&c.check),
-                c.status.nagios_code()
-            );
-        }
-    }
-    family(
-        &mut out,
-        "tend_check_failures",
-        "gauge",
-        "Failures in a row.",
-    );
-    for s in &snapshot.services {
-        for c in &s.checks {
-            let _ = writeln!(
-                out,
-                "tend_check_failures{{service=\"{}\",check=\"{}\"}} {}",
-                label(&s.name),
-                label(&c.check),
-                c.failures
-            );
-        }
-    }
-    family(
-        &mut out,
-        "tend_check_value",
-        "gauge",
-        "The value a check measured (cache size, bytes, percent).",
-    );
-    for s in &snapshot.services {
-        for c in &s.checks {
-            if let Some(v) = c.value.filter(|v| v.is_finite()) {
-                let _ = writeln!(
-                    out,
-                    "tend_check_value{{service=\"{}\",check=\"{}\"}} {v}",
-                    label(&s.name),
-                    label(&c.check)
-                );
+            if let Some(value) = value(c) {
+                samples.push(Sample {
+                    labels: vec![("service", s.name.clone()), ("check", c.check.clone())],
+                    value,
+                });
             }
         }
     }
-    family(
-        &mut out,
-        "tend_errors_total",
-        "counter",
-        "Classified log records since tend started, by type.",
-    );
-    for r in errors {
-        for t in &r.types {
-            let _ = writeln!(
-                out,
-                "tend_errors_total{{service=\"{}\",type=\"{}\"}} {}",
-                label(&r.service),
-                label(&t.name),
-                t.total_since_tend_start
-            );
-        }
-    }
-    family(
-        &mut out,
-        "tend_recovery_active",
-        "gauge",
-        "1 while a group's flood-wait recovery runs.",
-    );
-    for r in &snapshot.recoveries {
-        let v = u8::from(!r.recovery.is_finished());
+    samples
+}
+
+/// Every family, in the order they are exposed.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "tend_service_up",
+        kind: "gauge",
+        help: "1 if the service is running.",
+        samples: |snapshot, _| {
+            per_service(snapshot, |s| {
+                u8::from(s.state == ServiceState::Running).to_string()
+            })
+        },
+    },
+    Family {
+        name: "tend_service_state",
+        kind: "gauge",
+        help: "1 for the service's current state.",
+        samples: |snapshot, _| {
+            let mut samples = Vec::new();
+            for s in &snapshot.services {
+                for st in STATES {
+                    samples.push(Sample {
+                        labels: vec![("service", s.name.clone()), ("state", st.to_string())],
+                        value: u8::from(s.state == *st).to_string(),
+                    });
+                }
+            }
+            samples
+        },
+    },
+    Family {
+        name: "tend_service_restarts",
+        kind: "gauge",
+        help: "Starts since tend came up, not counting the first.",
+        samples: |snapshot, _| per_service(snapshot, |s| s.restarts.to_string()),
+    },
+    Family {
+        name: "tend_service_starts_24h",
+        kind: "gauge",
+        help: "Starts in the last 24 hours.",
+        samples: |snapshot, _| per_service(snapshot, |s| s.starts_24h.to_string()),
+    },
+    Family {
+        name: "tend_service_flood_wait_seconds",
+        kind: "gauge",
+        help: "Seconds left of a known flood wait (0: none).",
+        samples: |snapshot, _| {
+            let now = snapshot.at_ms;
+            per_service(snapshot, |s| {
+                let left = s
+                    .flood_until_ms
+                    .map_or(0, |t| ((t - now).max(0) + 999) / 1000);
+                left.to_string()
+            })
+        },
+    },
+    Family {
+        name: "tend_check_status",
+        kind: "gauge",
+        help: "Last result: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        samples: |snapshot, _| per_check(snapshot, |c| Some(c.status.nagios_code().to_string())),
+    },
+    Family {
+        name: "tend_check_failures",
+        kind: "gauge",
+        help: "Failures in a row.",
+        samples: |snapshot, _| per_check(snapshot, |c| Some(c.failures.to_string())),
+    },
+    Family {
+        name: "tend_check_value",
+        kind: "gauge",
+        help: "The value a check measured (cache size, bytes, percent).",
+        samples: |snapshot, _| {
+            per_check(snapshot, |c| {
+                c.value.filter(|v| v.is_finite()).map(|v| v.to_string())
+            })
+        },
+    },
+    Family {
+        name: "tend_errors_total",
+        kind: "counter",
+        help: "Classified log records since tend started, by type.",
+        samples: |_, errors| {
+            let mut samples = Vec::new();
+            for r in errors {
+                for t in &r.types {
+                    samples.push(Sample {
+                        labels: vec![("service", r.service.clone()), ("type", t.name.clone())],
+                        value: t.total_since_tend_start.to_string(),
+                    });
+                }
+            }
+            samples
+        },
+    },
+    Family {
+        name: "tend_recovery_active",
+        kind: "gauge",
+        help: "1 while a group's flood-wait recovery runs.",
+        samples: |snapshot, _| {
+            snapshot
+                .recoveries
+                .iter()
+                .map(|r| Sample {
+                    labels: vec![("group", r.recovery.group.clone())],
+                    value: u8::from(!r.recovery.is_finished()).to_string(),
+                })
+                .collect()
+        },
+    },
+];
+
+/// The exposition text; pure.
+pub(super) fn render(snapshot: &Snapshot, errors: &[ErrorReport]) -> String {
+    let mut out = String::new();
+    for family in FAMILIES {
+        let name = family.name;
         let _ = writeln!(
             out,
-            "tend_recovery_active{{group=\"{}\"}} {v}",
-            label(&r.recovery.group)
+            "# HELP {name} {}\n# TYPE {name} {}",
+            family.help, family.kind
         );
+        for sample in (family.samples)(snapshot, errors) {
+            let labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", label(value)))
+                .collect();
+            let _ = writeln!(out, "{name}{{{}}} {}", labels.join(","), sample.value);
+        }
     }
     out
 }
@@ -226,7 +235,6 @@ pub(super) fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::monitor::ErrorReport;
 
     #[test]
     fn labels_are_escaped() {

@@ -12,6 +12,7 @@ use tend::checks::probe::Status;
 use tend::core::ServiceState;
 use tend::state::StartReason;
 
+use crate::config_builder::{Cfg, Check};
 use crate::helper::*;
 
 const T: Duration = Duration::from_secs(10);
@@ -30,6 +31,15 @@ fn stubborn(name: &str) -> String {
     )
 }
 
+/// The shipped `cache` check (dialog cache at least 1, a warning below 3900, readiness) every 100 ms.
+fn cache_check() -> Check {
+    Check::json("cache", "/stats", "/cache_size")
+        .key("min", 1)
+        .key("warn_below", 3900)
+        .key("readiness", true)
+        .every("100ms", "80ms")
+}
+
 fn now_ms() -> i64 {
     tend::clock::Clock::new().now_ms()
 }
@@ -39,34 +49,26 @@ fn now_ms() -> i64 {
 #[test]
 fn http_check_fails_on_a_hung_service_raises_an_alert_and_clears_it() {
     let port = free_port();
-    let body = format!(
-        r#"{}
-[checks.health]
-kind = "http"
-url = "http://{{host}}:{{port}}/health"
-body_contains = "ok"
-interval = "100ms"
-timeout = "80ms"
-
-[checks.wrong_body]
-kind = "http"
-url = "http://{{host}}:{{port}}/health"
-body_contains = "ready-and-willing"
-interval = "100ms"
-timeout = "80ms"
-on_fail = {{ after = 3, action = "none" }}
-
-[checks.wrong_status]
-kind = "http"
-url = "http://{{host}}:{{port}}/health"
-expect_status = [204]
-interval = "100ms"
-timeout = "80ms"
-on_fail = {{ after = 3, action = "none" }}
-"#,
-        sim_service("text", "send_text", port, &[], "")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", port, &[], ""))
+        .check(
+            Check::http("health", "/health")
+                .key("body_contains", "ok")
+                .every("100ms", "80ms"),
+        )
+        .check(
+            Check::http("wrong_body", "/health")
+                .key("body_contains", "ready-and-willing")
+                .every("100ms", "80ms")
+                .on_fail(3, "none"),
+        )
+        .check(
+            Check::http("wrong_status", "/health")
+                .key("expect_status", vec![204])
+                .every("100ms", "80ms")
+                .on_fail(3, "none"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     let ok = world.wait_check("health", "text", "a pass", T, |v| v.status == Status::Ok);
     assert!(ok.message.starts_with("HTTP 200 in "), "{}", ok.message);
@@ -106,22 +108,17 @@ on_fail = {{ after = 3, action = "none" }}
 #[test]
 fn json_check_records_the_cache_size_warns_below_3900_and_marks_ready() {
     let (full, small) = (free_port(), free_port());
-    let body = format!(
-        r#"{}{}
-[checks.cache]
-kind = "json"
-url = "http://{{host}}:{{port}}/stats"
-pointer = "/cache_size"
-min = 1
-warn_below = 3900
-readiness = true
-interval = "100ms"
-timeout = "80ms"
-"#,
-        sim_service("full", "send_text", full, &[], ""),
-        sim_service("small", "send_media", small, &["--dialogs", "500"], "")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("full", "send_text", full, &[], ""))
+        .service(sim_service(
+            "small",
+            "send_media",
+            small,
+            &["--dialogs", "500"],
+            "",
+        ))
+        .check(cache_check());
+    let world = World::new(&body.build());
     let _tend = world.up();
     let view = world.wait_check("cache", "full", "the full cache", T, |v| {
         v.value == Some(3978.0)
@@ -149,36 +146,24 @@ fn a_zombie_left_by_a_long_flood_wait_at_start_up_is_detected() {
     // A GetDialogs flood at start-up far above Telethon's 60 s threshold (5000 model seconds, 5 s real;
     // the wait the sweep gets is a little shorter by then): the start-up sweep raises, the Telethon
     // thread dies with a traceback, and /health keeps saying ok with cache_size 0.
-    let body = format!(
-        r#"{}
-[checks.health]
-kind = "http"
-url = "http://{{host}}:{{port}}/health"
-interval = "100ms"
-timeout = "80ms"
-
-[checks.cache]
-kind = "json"
-url = "http://{{host}}:{{port}}/stats"
-pointer = "/cache_size"
-min = 1
-warn_below = 3900
-readiness = true
-interval = "100ms"
-timeout = "80ms"
-grace = "1500ms"
-
-[checks.errors]
-kind = "log"
-critical = ["FloodWait"]
-interval = "100ms"
-timeout = "80ms"
-window = "1h"
-on_fail = {{ after = 1, action = "alert" }}
-"#,
-        sim_service("text", "send_text", port, &["--force-flood", "5000"], "")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service(
+            "text",
+            "send_text",
+            port,
+            &["--force-flood", "5000"],
+            "",
+        ))
+        .check(Check::http("health", "/health").every("100ms", "80ms"))
+        .check(cache_check().grace("1500ms"))
+        .check(
+            Check::new("errors", "log")
+                .key("critical", vec!["FloodWait"])
+                .every("100ms", "80ms")
+                .key("window", "1h")
+                .on_fail(1, "alert"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     // Inside the grace period the zombie's empty cache is critical but does not count.
     // (The very first poll may come before the HTTP server is up: connection refused, no value.)
@@ -243,20 +228,15 @@ on_fail = {{ after = 1, action = "alert" }}
 #[test]
 fn a_flood_wait_on_the_send_path_is_seen_in_stats_once_per_entry() {
     let port = free_port();
-    let body = format!(
-        r#"{}
-[checks.cache]
-kind = "json"
-url = "http://{{host}}:{{port}}/stats"
-pointer = "/cache_size"
-min = 1
-events = "/last_errors"
-interval = "100ms"
-timeout = "80ms"
-"#,
-        sim_service("text", "send_text", port, &[], "")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", port, &[], ""))
+        .check(
+            Check::json("cache", "/stats", "/cache_size")
+                .key("min", 1)
+                .key("events", "/last_errors")
+                .every("100ms", "80ms"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     world.wait_check("cache", "text", "a first result", T, |v| {
         v.status == Status::Ok
@@ -303,24 +283,21 @@ fn a_send_path_flood_wait_before_the_first_stats_poll_still_counts() {
     let port = free_port();
     // The service is started by hand, so the json check's first poll comes a whole interval after
     // the flood wait is already in /stats.
-    let body = format!(
-        r#"{}
-[checks.cache]
-kind = "json"
-url = "http://{{host}}:{{port}}/stats"
-pointer = "/cache_size"
-events = "/last_errors"
-interval = "4s"
-timeout = "1s"
-
-[checks.port]
-kind = "tcp"
-interval = "50ms"
-timeout = "40ms"
-"#,
-        sim_service("text", "send_text", port, &[], "autostart = false")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service(
+            "text",
+            "send_text",
+            port,
+            &[],
+            "autostart = false",
+        ))
+        .check(
+            Check::json("cache", "/stats", "/cache_size")
+                .key("events", "/last_errors")
+                .every("4s", "1s"),
+        )
+        .check(Check::new("port", "tcp").every("50ms", "40ms"));
+    let world = World::new(&body.build());
     let _tend = world.up();
     assert_eq!(code(&world.tend(&["start", "text"])), 0);
     world.wait_check("port", "text", "the port open", T, |v| {
@@ -359,21 +336,17 @@ emit 'WARNING:telethon.client.users:Telegram is having internal issues Persisten
 exec sleep 1000
 "#,
     );
-    world.write_config(&format!(
-        r#"
-[services.text]
-command = ["{}"]
-start_grace = "50ms"
-
-[checks.errors]
-kind = "log"
-interval = "100ms"
-timeout = "80ms"
-window = "1h"
-on_fail = {{ after = 1, action = "none" }}
-"#,
-        script.display()
-    ));
+    let service = format!(
+        "[services.text]\ncommand = [{}]\nstart_grace = \"50ms\"\n",
+        toml::Value::from(script.display().to_string())
+    );
+    let body = Cfg::new().service(service).check(
+        Check::new("errors", "log")
+            .every("100ms", "80ms")
+            .key("window", "1h")
+            .on_fail(1, "none"),
+    );
+    world.write_config(&body.build());
     let _tend = world.up();
     let view = world.wait_check("errors", "text", "both records counted", T, |v| {
         v.value == Some(2.0)
@@ -414,23 +387,15 @@ fn group_by_tables_the_chats_that_keep_failing() {
     let port = free_port();
     let (a, b, c) = ("-1003519196381", "-1003772791180", "-1003701558914");
     let missing = format!("{a},{b},{c}");
-    let body = format!(
-        r#"{}
-[checks.errors]
-kind = "log"
-interval = "100ms"
-timeout = "80ms"
-window = "1h"
-"#,
-        sim_service(
-            "text",
-            "send_text",
-            port,
-            &["--missing-chats", &missing],
-            ""
-        )
-    );
-    let world = World::new(&body);
+    let args = ["--missing-chats", missing.as_str()];
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", port, &args, ""))
+        .check(
+            Check::new("errors", "log")
+                .every("100ms", "80ms")
+                .key("window", "1h"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     world.wait_check("errors", "text", "a first result", T, |_| true);
     let started = now_ms();
@@ -476,17 +441,11 @@ window = "1h"
 #[test]
 fn tcp_check_passes_on_a_listening_port_and_fails_on_a_closed_one() {
     let (open, closed) = (free_port(), free_port());
-    let body = format!(
-        r#"{}{}
-[checks.port]
-kind = "tcp"
-interval = "100ms"
-timeout = "80ms"
-"#,
-        sim_service("text", "send_text", open, &[], ""),
-        sleeper("deaf", &format!("port = {closed}"))
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", open, &[], ""))
+        .service(sleeper("deaf", &format!("port = {closed}")))
+        .check(Check::new("port", "tcp").every("100ms", "80ms"));
+    let world = World::new(&body.build());
     let _tend = world.up();
     let ok = world.wait_check("port", "text", "a pass", T, |v| v.status == Status::Ok);
     assert!(
@@ -503,38 +462,30 @@ timeout = "80ms"
 #[test]
 fn process_check_measures_the_tree_rss_and_cpu() {
     let port = free_port();
-    let body = format!(
-        r#"{}
-[services.busy]
-command = ["sh", "-c", "while :; do :; done"]
-start_grace = "50ms"
-
-[checks.resources]
-kind = "process"
-services = ["text"]
-max_rss = "1GB"
-interval = "100ms"
-timeout = "80ms"
-
-[checks.tiny]
-kind = "process"
-services = ["text"]
-max_rss = "1MiB"
-interval = "100ms"
-timeout = "80ms"
-on_fail = {{ after = 3, action = "none" }}
-
-[checks.cpu]
-kind = "process"
-services = ["busy"]
-max_cpu = 20
-interval = "200ms"
-timeout = "100ms"
-on_fail = {{ after = 3, action = "none" }}
-"#,
-        sim_service("text", "send_text", port, &[], "")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", port, &[], ""))
+        .raw("[services.busy]\ncommand = [\"sh\", \"-c\", \"while :; do :; done\"]\nstart_grace = \"50ms\"")
+        .check(
+            Check::new("resources", "process")
+                .services(&["text"])
+                .key("max_rss", "1GB")
+                .every("100ms", "80ms"),
+        )
+        .check(
+            Check::new("tiny", "process")
+                .services(&["text"])
+                .key("max_rss", "1MiB")
+                .every("100ms", "80ms")
+                .on_fail(3, "none"),
+        )
+        .check(
+            Check::new("cpu", "process")
+                .services(&["busy"])
+                .key("max_cpu", 20)
+                .every("200ms", "100ms")
+                .on_fail(3, "none"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     // The first run may measure the process a moment after its exec, before it loaded anything.
     let ok = world.wait_check(
@@ -583,16 +534,16 @@ fn exec_plugins_follow_the_nagios_convention_and_a_hung_one_is_killed() {
         "echo \"$TEND_SERVICE port=$TEND_PORT pid=$TEND_PID check=$TEND_CHECK\"",
     );
     world.script("check_hang.sh", "echo $$ > hang.pid\nexec sleep 30");
-    let mut body = sleeper("svc", &format!("port = {port}"));
+    let mut body = Cfg::new().service(sleeper("svc", &format!("port = {port}")));
     for name in ["ok", "warn", "crit", "unknown", "env"] {
-        body.push_str(&format!(
-            "\n[checks.{name}]\nkind = \"exec\"\ncommand = \"./check_{name}.sh\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\non_fail = {{ after = 3, action = \"none\" }}\n"
-        ));
+        body = body.check(
+            Check::exec(name, &format!("./check_{name}.sh"))
+                .every("200ms", "150ms")
+                .on_fail(3, "none"),
+        );
     }
-    body.push_str(
-        "\n[checks.hang]\nkind = \"exec\"\ncommand = \"./check_hang.sh\"\ninterval = \"300ms\"\ntimeout = \"200ms\"\n",
-    );
-    world.write_config(&body);
+    body = body.check(Check::exec("hang", "./check_hang.sh").every("300ms", "200ms"));
+    world.write_config(&body.build());
     let _tend = world.up();
     let pid = world
         .wait_state("svc", ServiceState::Running, T)
@@ -635,21 +586,11 @@ fn a_hung_check_delays_neither_other_checks_nor_the_core() {
     let world = World::new("");
     let port = free_port();
     world.script("check_hang.sh", "exec sleep 30");
-    world.write_config(&format!(
-        r#"{}
-[checks.hang]
-kind = "exec"
-command = "./check_hang.sh"
-interval = "2500ms"
-timeout = "2s"
-
-[checks.port]
-kind = "tcp"
-interval = "50ms"
-timeout = "40ms"
-"#,
-        sim_service("text", "send_text", port, &[], "")
-    ));
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", port, &[], ""))
+        .check(Check::exec("hang", "./check_hang.sh").every("2500ms", "2s"))
+        .check(Check::new("port", "tcp").every("50ms", "40ms"));
+    world.write_config(&body.build());
     let mut tend = world.up();
     world.wait_check("port", "text", "a first result", T, |_| true);
     // While the plugin hangs, the core answers at once.
@@ -696,17 +637,14 @@ timeout = "40ms"
 #[test]
 fn grace_after_a_start_and_counters_reset_on_restart() {
     let closed = free_port();
-    let body = format!(
-        r#"{}
-[checks.port]
-kind = "tcp"
-interval = "100ms"
-timeout = "80ms"
-grace = "1500ms"
-"#,
-        sleeper("deaf", &format!("port = {closed}"))
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sleeper("deaf", &format!("port = {closed}")))
+        .check(
+            Check::new("port", "tcp")
+                .every("100ms", "80ms")
+                .grace("1500ms"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     let check_grace = |world: &World| {
         let since = world.service("deaf").since_ms.unwrap();
@@ -743,18 +681,13 @@ case $n in 1|2|4|5|6) echo "run $n fails"; exit 2 ;; esac
 echo "run $n passes"
 exit 0"#,
     );
-    world.write_config(&format!(
-        r#"{}
-[checks.flaky]
-kind = "exec"
-command = "./check_flaky.sh"
-interval = "600ms"
-timeout = "550ms"
-grace = "0s"
-on_fail = {{ after = 3, action = "restart" }}
-"#,
-        sleeper("svc", "")
-    ));
+    let body = Cfg::new().service(sleeper("svc", "")).check(
+        Check::exec("flaky", "./check_flaky.sh")
+            .every("600ms", "550ms")
+            .grace("0s")
+            .on_fail(3, "restart"),
+    );
+    world.write_config(&body.build());
     let _tend = world.up();
     let s = wait_for(T, "the check's restart", || {
         let s = world.service("svc");
@@ -799,18 +732,15 @@ on_fail = {{ after = 3, action = "restart" }}
 fn the_restart_action_obeys_the_restart_spacing() {
     let world = World::new("");
     world.script("check_fail.sh", "echo 'always down'\nexit 2");
-    world.write_config(&format!(
-        r#"{}
-[checks.down]
-kind = "exec"
-command = "./check_fail.sh"
-interval = "100ms"
-timeout = "80ms"
-grace = "0s"
-on_fail = {{ after = 1, action = "restart" }}
-"#,
-        sleeper("svc", "min_restart_interval = \"1s\"")
-    ));
+    let body = Cfg::new()
+        .service(sleeper("svc", "min_restart_interval = \"1s\""))
+        .check(
+            Check::exec("down", "./check_fail.sh")
+                .every("100ms", "80ms")
+                .grace("0s")
+                .on_fail(1, "restart"),
+        );
+    world.write_config(&body.build());
     let _tend = world.up();
     let starts = wait_for(T, "three starts", || {
         let starts = world.starts("svc");
@@ -838,28 +768,24 @@ on_fail = {{ after = 1, action = "restart" }}
 fn the_reload_cache_action_posts_once_per_episode_and_obeys_the_spacing() {
     let (free, held) = (free_port(), free_port());
     // A minimum the 3978 dialogs never reach: the check fails on both services all along.
-    let body = format!(
-        r#"{}{}
-[checks.cache]
-kind = "json"
-url = "http://{{host}}:{{port}}/stats"
-pointer = "/cache_size"
-min = 4000
-interval = "100ms"
-timeout = "80ms"
-grace = "0s"
-on_fail = {{ after = 2, action = "reload_cache" }}
-"#,
-        sim_service("free", "send_text", free, &[], ""),
-        sim_service(
-            "held",
-            "send_media",
-            held,
-            &[],
-            "min_restart_interval = \"1h\""
-        )
+    let held_table = sim_service(
+        "held",
+        "send_media",
+        held,
+        &[],
+        "min_restart_interval = \"1h\"",
     );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("free", "send_text", free, &[], ""))
+        .service(held_table)
+        .check(
+            Check::json("cache", "/stats", "/cache_size")
+                .key("min", 4000)
+                .every("100ms", "80ms")
+                .grace("0s")
+                .on_fail(2, "reload_cache"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     wait_for(T, "the reload's answer", || {
         world
@@ -906,27 +832,22 @@ fn a_sticky_stop_silences_the_check_actions() {
         "if [ -e fail ]; then echo 'down'; exit 2; fi\necho up",
     );
     world.script("check_tick.sh", "echo tick");
-    world.write_config(&format!(
-        r#"{}{}
-[checks.act]
-kind = "exec"
-command = "./check_act.sh"
-services = ["svc"]
-interval = "100ms"
-timeout = "80ms"
-grace = "0s"
-on_fail = {{ after = 3, action = "restart" }}
-
-[checks.tick]
-kind = "exec"
-command = "./check_tick.sh"
-services = ["witness"]
-interval = "50ms"
-timeout = "40ms"
-"#,
-        stubborn("svc"),
-        sleeper("witness", "")
-    ));
+    let body = Cfg::new()
+        .service(stubborn("svc"))
+        .service(sleeper("witness", ""))
+        .check(
+            Check::exec("act", "./check_act.sh")
+                .services(&["svc"])
+                .every("100ms", "80ms")
+                .grace("0s")
+                .on_fail(3, "restart"),
+        )
+        .check(
+            Check::exec("tick", "./check_tick.sh")
+                .services(&["witness"])
+                .every("50ms", "40ms"),
+        );
+    world.write_config(&body.build());
     let _tend = world.up();
     world.wait_state("svc", ServiceState::Running, T);
     // The stop takes 2 s (SIGTERM is ignored); the check fails all along, and its action is silenced.
@@ -975,36 +896,27 @@ fn a_running_recovery_silences_the_check_actions() {
         "if [ -e fail ]; then echo 'down'; exit 2; fi\necho up",
     );
     world.script("check_never.sh", "echo 'not ready'\nexit 2");
-    world.write_config(&format!(
-        r#"
-[groups.acct]
-# The account's window, as far as this test is concerned: starts this far apart never flood.
-min_start_spacing = "1ms"
-[groups.acct.recovery]
-cooldown = "100ms"
-margin = "0s"
-pause = "100ms"
-ready_timeout = "20s"
-
-{}
-[checks.act]
-kind = "exec"
-command = "./check_act.sh"
-interval = "100ms"
-timeout = "80ms"
-grace = "0s"
-on_fail = {{ after = 1, action = "restart" }}
-
-[checks.ready]
-kind = "exec"
-command = "./check_never.sh"
-interval = "100ms"
-timeout = "80ms"
-readiness = true
-on_fail = {{ after = 1, action = "none" }}
-"#,
-        sleeper("svc", "group = \"acct\"")
-    ));
+    let body = Cfg::new()
+        .raw(
+            "[groups.acct]\n\
+             # The account's window, as far as this test is concerned: starts this far apart never flood.\n\
+             min_start_spacing = \"1ms\"\n[groups.acct.recovery]\ncooldown = \"100ms\"\nmargin = \"0s\"\n\
+             pause = \"100ms\"\nready_timeout = \"20s\"\n\n",
+        )
+        .service(sleeper("svc", "group = \"acct\""))
+        .check(
+            Check::exec("act", "./check_act.sh")
+                .every("100ms", "80ms")
+                .grace("0s")
+                .on_fail(1, "restart"),
+        )
+        .check(
+            Check::exec("ready", "./check_never.sh")
+                .every("100ms", "80ms")
+                .key("readiness", true)
+                .on_fail(1, "none"),
+        );
+    world.write_config(&body.build());
     let _tend = world.up();
     world.wait_state("svc", ServiceState::Running, T);
     let out = world.tend(&["recover", "acct"]);
@@ -1043,16 +955,10 @@ on_fail = {{ after = 1, action = "none" }}
 #[test]
 fn check_history_survives_a_restart_of_tend() {
     let port = free_port();
-    let body = format!(
-        r#"{}
-[checks.port]
-kind = "tcp"
-interval = "50ms"
-timeout = "40ms"
-"#,
-        sim_service("text", "send_text", port, &[], "")
-    );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", port, &[], ""))
+        .check(Check::new("port", "tcp").every("50ms", "40ms"));
+    let world = World::new(&body.build());
     let first_run = {
         let mut tend = world.up();
         world.wait_check("port", "text", "some results", T, |_| true);
@@ -1094,24 +1000,15 @@ fn the_alert_webhook_gets_exactly_one_alert_per_episode() {
     let port = free_port();
     // The receiver refuses the first POST: tend retries, and the alert still arrives once.
     let receiver = Receiver::start(1);
-    let body = format!(
-        r#"
-[alerts]
-webhook = "{}"
-retries = 3
-retry_delay = "50ms"
-
-{}
-[checks.health]
-kind = "http"
-url = "http://{{host}}:{{port}}/health"
-interval = "200ms"
-timeout = "150ms"
-"#,
-        receiver.url,
-        sim_service("text", "send_text", port, &[], "")
+    let alerts = format!(
+        "[alerts]\nwebhook = {}\nretries = 3\nretry_delay = \"50ms\"\n\n",
+        toml::Value::from(receiver.url.as_str())
     );
-    let world = World::new(&body);
+    let body = Cfg::new()
+        .raw(&alerts)
+        .service(sim_service("text", "send_text", port, &[], ""))
+        .check(Check::http("health", "/health").every("200ms", "150ms"));
+    let world = World::new(&body.build());
     let _tend = world.up();
     world.wait_check("health", "text", "a pass", T, |v| v.status == Status::Ok);
     for episode in 1..=2 {
@@ -1142,48 +1039,28 @@ timeout = "150ms"
 #[test]
 fn diagnose_and_checks_report_every_service() {
     let (text_port, media_port) = (free_port(), free_port());
-    let body = format!(
-        r#"{}{}
-[checks.health]
-kind = "http"
-url = "http://{{host}}:{{port}}/health"
-body_contains = "ok"
-interval = "100ms"
-timeout = "80ms"
-
-[checks.cache]
-kind = "json"
-url = "http://{{host}}:{{port}}/stats"
-pointer = "/cache_size"
-min = 1
-warn_below = 3900
-readiness = true
-interval = "100ms"
-timeout = "80ms"
-grace = "200ms"
-
-[checks.errors]
-kind = "log"
-interval = "100ms"
-timeout = "80ms"
-window = "1h"
-"#,
-        sim_service(
-            "text",
-            "send_text",
-            text_port,
-            &["--missing-chats", "-1003850591916"],
-            ""
-        ),
-        sim_service(
+    let missing = ["--missing-chats", "-1003850591916"];
+    let body = Cfg::new()
+        .service(sim_service("text", "send_text", text_port, &missing, ""))
+        .service(sim_service(
             "media",
             "send_media",
             media_port,
             &["--force-flood", "5000"],
-            ""
+            "",
+        ))
+        .check(
+            Check::http("health", "/health")
+                .key("body_contains", "ok")
+                .every("100ms", "80ms"),
         )
-    );
-    let world = World::new(&body);
+        .check(cache_check().grace("200ms"))
+        .check(
+            Check::new("errors", "log")
+                .every("100ms", "80ms")
+                .key("window", "1h"),
+        );
+    let world = World::new(&body.build());
     let _tend = world.up();
     world.wait_check("cache", "text", "warm", T, |v| v.status == Status::Ok);
     world.wait_check("cache", "media", "the zombie", T, |v| v.failures >= 1);

@@ -1,20 +1,171 @@
-//! Typed readers for single values (strings, integers, durations, sizes, paths, choices) and the
-//! uniform way their problems are worded: "`key = value as written`: what is wrong", plus a help line.
+//! The one reader every part of validation goes through: [`Validator`] (the report being collected and
+//! the directory paths resolve against), its typed readers for single values (strings, integers,
+//! durations, sizes, paths, choices, commands, names) and the uniform way their problems are worded:
+//! "`key = value as written`: what is wrong", plus a help line.
 //!
-//! Every reader returns `None` after reporting, so callers fall back to a default and go on; none of
-//! them stops validation. Only `directory` looks at the file system (it checks that `cwd` exists).
+//! `validate.rs` (the top: supervisor, groups, services) and `checks.rs`, `schedules.rs` and `web.rs`
+//! (one table each, called by it) read through this module and nothing else of each other; it imports
+//! none of them. Every reader returns `None` after reporting, so callers fall back to a default and go
+//! on; none of them stops validation. Only `directory` looks at the file system (it checks that `cwd`
+//! exists).
 
 use std::ops::RangeInclusive;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::{suggest_duration, suggest_size, DURATION_EXPECTED, SIZE_EXPECTED};
+use super::error::Report;
+use super::raw;
 use super::raw::{index_path, Field, Node, Table, Value};
 use super::suggest::did_you_mean;
-use super::validate::Validator;
 use super::{parse_duration, parse_size};
 
+pub(super) const NAME_RULE: &str =
+    "names must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ (letters, digits, `_` \
+     and `-`, starting with a letter or digit, at most 64 characters) because they become file \
+     names and URLs";
+
+/// Whether `name` may name a service, a group or a check.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Walks the raw tables, reporting problems and building the validated values (the table validators
+/// are its methods too, in `validate.rs`, `checks.rs`, `schedules.rs` and `web.rs`).
+pub(super) struct Validator {
+    pub(super) report: Report,
+    /// Relative paths in the file being read are resolved against this (the file's own directory).
+    pub(super) config_dir: PathBuf,
+}
+
 impl Validator {
+    /// A TOML syntax error in the file being read; `rest` says what that means for the others.
+    pub(super) fn syntax_error(&mut self, err: raw::SyntaxError, rest: &str) {
+        let message = err.message.lines().collect::<Vec<_>>().join(", ");
+        self.report.error(
+            err.span,
+            None,
+            format!("TOML syntax error: {message}"),
+            Some(format!(
+                "fix the syntax here first (strings need double quotes, e.g. start_grace = \
+                 \"5s\"); {rest}"
+            )),
+        );
+    }
+
+    /// argv of a service or an exec check; reports an empty or malformed command.
+    pub(super) fn command(&mut self, field: &Field) -> Vec<String> {
+        const HELP: &str = "write the program and its arguments, e.g. command = [\"python3\", \
+                            \"send_text.py\"] or command = \"python3 send_text.py\"";
+        let argv = match &field.node.value {
+            Value::Array(elements) => {
+                let mut argv = Vec::new();
+                for (index, element) in elements.iter().enumerate() {
+                    match &element.value {
+                        Value::String(arg) => argv.push(arg.clone()),
+                        other => self.report.error(
+                            element.span.clone(),
+                            Some(&field.path),
+                            format!(
+                                "`command` element {}: expected a string, found {}",
+                                index + 1,
+                                other.kind()
+                            ),
+                            Some("quote every argument: command = [\"tend-sim\", \"--port\", \"5022\"]".to_string()),
+                        ),
+                    }
+                }
+                argv
+            }
+            Value::String(line) => match shell_words::split(line) {
+                Ok(argv) => argv,
+                Err(err) => {
+                    self.value_error(field, err, Some(HELP.to_string()));
+                    return Vec::new();
+                }
+            },
+            _ => {
+                self.type_error(
+                    field,
+                    "an array of strings or a string",
+                    Some(HELP.to_string()),
+                );
+                return Vec::new();
+            }
+        };
+        match argv.first() {
+            None => self.value_error(field, "the command is empty", Some(HELP.to_string())),
+            Some(program) if program.is_empty() => {
+                self.value_error(field, "the program name is empty", Some(HELP.to_string()))
+            }
+            Some(_) => {}
+        }
+        argv
+    }
+
+    // ----- names --------------------------------------------------------------------------------
+
+    /// Checks a service, group or check name (the table key); reports and returns false when invalid.
+    pub(super) fn check_name(&mut self, field: &Field, what: &str) -> bool {
+        if is_valid_name(field.name) {
+            return true;
+        }
+        self.report.error(
+            field.key_span.clone(),
+            Some(&field.path),
+            format!("invalid {what} name `{}`", field.name),
+            Some(NAME_RULE.to_string()),
+        );
+        false
+    }
+
+    /// A program path with a `/` is resolved against the directory of the file that defines `what`
+    /// (a check or a schedule) and must be an executable file; a bare name is looked up in PATH when
+    /// it runs, like a service's command.
+    pub(super) fn exec_program(
+        &mut self,
+        field: &Field,
+        program: &str,
+        what: &str,
+    ) -> Option<String> {
+        if !program.contains('/') {
+            return None;
+        }
+        let path = normalize(&self.config_dir.join(program));
+        let where_from = format!(
+            "relative program paths are resolved against the directory of the file that defines \
+             {what} ({})",
+            self.config_dir.display()
+        );
+        let problem = match std::fs::metadata(&path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some((
+                format!("program {} does not exist", path.display()),
+                where_from,
+            )),
+            Err(err) => Some((
+                format!("cannot use program {}: {err}", path.display()),
+                where_from,
+            )),
+            Ok(meta) if !meta.is_file() => Some((
+                format!("program {} is not a file", path.display()),
+                where_from,
+            )),
+            Ok(meta) if meta.permissions().mode() & 0o111 == 0 => Some((
+                format!("program {} is not executable", path.display()),
+                format!("make it executable: chmod +x {}", path.display()),
+            )),
+            Ok(_) => None,
+        };
+        if let Some((problem, help)) = problem {
+            self.value_error(field, problem, Some(help));
+        }
+        Some(path.to_string_lossy().into_owned())
+    }
+
     // ----- typed values -------------------------------------------------------------------------
 
     /// The table under `field`; `how` shows how to write it, for the help line.

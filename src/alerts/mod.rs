@@ -4,7 +4,8 @@
 //! [`Sender::send`] only puts the payload in a bounded queue (dropping the oldest alert, with a warning,
 //! when full) and returns. One task per webhook delivers the queue in order: connection errors, timeouts,
 //! 429 and 5xx are retried with exponential backoff; other replies and exhausted retries are logged and
-//! the alert is dropped. Deciding *what* to alert about is not this module's business.
+//! the alert is dropped. Deciding *what* to alert about is not this module's business (the checks'
+//! monitor and the schedules' diagnose ask it to send).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{io_error_kind, root_cause};
+use crate::error_chain::{io_error_kind, root_cause};
 
 /// How deliveries behave; [`Sender::spawn`] uses the defaults with the given retries and backoff.
 #[derive(Debug, Clone)]
