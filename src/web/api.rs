@@ -85,6 +85,15 @@ async fn login(
 ) -> Result<Response, AppError> {
     let ip = auth::client_ip(&parts);
     if !auth::same_origin(&parts) {
+        state.audit.record(AuditEntry {
+            at: Utc::now(),
+            user: String::new(),
+            ip: ip.to_string(),
+            action: "login".into(),
+            target: String::new(),
+            reason: String::new(),
+            outcome: format!("refused (403): {}", AppError::Csrf),
+        });
         return Err(AppError::Csrf);
     }
     let body: LoginBody = serde_json::from_slice(&body).map_err(|e| {
@@ -171,6 +180,7 @@ pub(super) async fn build_view(state: &WebState) -> StatusView {
         &live.error_types,
     );
     view.schedules = schedule_views(state, &live.redactor);
+    view.web_notices = live.notices.clone();
     view
 }
 

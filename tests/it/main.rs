@@ -11,3 +11,4 @@ mod recovery;
 mod reload;
 mod schedule;
 mod web;
+mod web_security;

@@ -550,7 +550,11 @@ fn the_status_page_api_shows_the_schedules() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"pw\n")?;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"a long enough password\n")?;
             child.wait_with_output()
         })
         .unwrap();
