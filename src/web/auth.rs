@@ -128,13 +128,20 @@ pub struct Auth {
     ttl: Mutex<Duration>,
     sessions: Mutex<HashMap<String, Session>>,
     limiter: Mutex<Limiter>,
-    /// Password checks running at once (about the number of cores): one takes argon2's whole memory
-    /// cost, so this bounds the memory and CPU logins can take. Attempts beyond it are refused at
-    /// once, never queued.
+    /// Password checks running at once (about the number of cores), bounding the CPU logins take.
+    /// Attempts beyond it are refused at once, never queued.
     checks: Arc<tokio::sync::Semaphore>,
+    /// argon2 memory in use, in KiB, out of [`LOGIN_MEMORY_KIB`]: each check takes its hash's `m`
+    /// (all of it if `m` is larger), so at the default cost one check runs at a time whatever the
+    /// cores, and a burst of logins adds at most this much to tend's resident size.
+    memory: Arc<tokio::sync::Semaphore>,
     /// Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
     dummy_hash: String,
 }
+
+/// The argon2 memory all password checks at once may take: 24 MiB, one check at the default cost
+/// (19 MiB), so a burst of logins keeps tend within 30 MB of its idle size.
+pub const LOGIN_MEMORY_KIB: u32 = 24 * 1024;
 
 /// Password checks at once by default: the cores tend may use.
 pub fn default_login_checks() -> usize {
@@ -185,6 +192,7 @@ impl Auth {
             sessions: Mutex::new(HashMap::new()),
             limiter: Mutex::new(Limiter::new(limits)),
             checks: Arc::new(tokio::sync::Semaphore::new(checks.max(1))),
+            memory: Arc::new(tokio::sync::Semaphore::new(LOGIN_MEMORY_KIB as usize)),
             dummy_hash: hash_password("not a password").unwrap_or_default(),
         }
     }
@@ -248,17 +256,25 @@ impl Auth {
             keys,
             done: false,
         };
-        let Ok(permit) = Arc::clone(&self.checks).try_acquire_owned() else {
+        let known = self.user(user);
+        let hash = known
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let memory = super::password::memory_kib(&hash).min(LOGIN_MEMORY_KIB);
+        let permit = Arc::clone(&self.checks)
+            .try_acquire_owned()
+            .and_then(|count| {
+                Arc::clone(&self.memory)
+                    .try_acquire_many_owned(memory)
+                    .map(|memory| (count, memory))
+            });
+        let Ok(permit) = permit else {
             // Not an attempt: nothing was checked.
             reserved.done = true;
             self.lock_limiter()
                 .finish(&reserved.keys, false, Instant::now());
             return Err(AppError::LoginsBusy { retry_after_s: 1 });
         };
-        let known = self.user(user);
-        let hash = known
-            .as_ref()
-            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
         let password: String = password.chars().take(MAX_PASSWORD_LEN).collect();
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -165,6 +165,14 @@ pub fn check_cost(params: &Params) -> Result<(), String> {
     Ok(())
 }
 
+/// The memory a check of `hash` takes, in KiB (its `m`; the default cost if it does not parse).
+pub fn memory_kib(hash: &str) -> u32 {
+    PasswordHash::new(hash)
+        .ok()
+        .and_then(|parsed| Params::try_from(&parsed).ok())
+        .map_or(Params::DEFAULT_M_COST, |p| p.m_cost())
+}
+
 /// [`check_cost`] of a PHC string's parameters; `Ok` for a string that is not argon2 at all (that is
 /// reported elsewhere).
 pub fn check_hash_cost(hash: &str) -> Result<(), String> {
