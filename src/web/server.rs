@@ -50,6 +50,15 @@ pub(super) async fn serve(
     state: WebState,
 ) {
     let shutdown = state.shutdown.clone();
+    let fd_cap = descriptor_cap();
+    let configured = state.live().settings.limits.max_connections;
+    if configured > fd_cap {
+        tracing::warn!(
+            "status page: max_connections = {configured} is more than the open-file limit leaves \
+             ({fd_cap} after {FD_RESERVE} kept for the rest of tend); serving at most {fd_cap} \
+             (raise `ulimit -n`, or LimitNOFILE= under systemd)"
+        );
+    }
     let tracker = TaskTracker::new();
     let open = Arc::new(AtomicUsize::new(0));
     let at_cap = Arc::new(AtomicBool::new(false));
@@ -69,15 +78,15 @@ pub(super) async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let limits = state.live().settings.limits;
+        let cap = limits.max_connections.min(fd_cap);
         let now_open = open.load(Ordering::SeqCst);
-        if now_open >= limits.max_connections {
+        if now_open >= cap {
             refused += 1;
             if !at_cap.swap(true, Ordering::SeqCst) {
                 tracing::warn!(
                     open = now_open,
-                    "status page: {} connections open, the [web] max_connections cap; new ones \
-                     are answered 503 until some close",
-                    limits.max_connections
+                    "status page: {cap} connections open, the [web] max_connections cap; new ones \
+                     are answered 503 until some close"
                 );
             }
             refuse(tcp, tls.is_some());
@@ -102,6 +111,28 @@ pub(super) async fn serve(
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::info!("status page: closing the connections still open at shutdown");
     }
+}
+
+/// Descriptors kept for everything but the page's connections (service pipes, log files, the
+/// control socket and its clients).
+const FD_RESERVE: u64 = 256;
+
+/// The most connections the open-file limit allows while leaving [`FD_RESERVE`] descriptors to the
+/// rest of tend: `max_connections` is lowered to it (with a warning) so the page alone can never take
+/// the descriptors the control socket needs.
+fn descriptor_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return usize::MAX;
+    }
+    let cap = limit.rlim_cur.saturating_sub(FD_RESERVE).max(16);
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 /// One open connection, released on drop.
