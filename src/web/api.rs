@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -219,8 +220,9 @@ async fn status(State(state): State<WebState>, caller: Caller) -> Json<StatusVie
 /// notices). Ends when tend shuts down, so a graceful shutdown never waits for a browser.
 async fn events(
     State(state): State<WebState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let ended = Arc::clone(&state.auth).session_ended(caller.session.token.clone());
     struct Live {
         state: WebState,
         snapshot: tokio::sync::watch::Receiver<crate::core::Snapshot>,
@@ -287,6 +289,7 @@ async fn events(
             _ = shutdown.cancelled() => None,
         }
     });
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(ended));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -602,7 +605,7 @@ async fn logs_download(
 /// New lines as they are captured (`line` events), filtered like the search. Ends with tend.
 async fn logs_live(
     State(state): State<WebState>,
-    _caller: Caller,
+    caller: Caller,
     Query(params): Query<LogParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     let query = log_query(&state, params)?;
@@ -645,6 +648,8 @@ async fn logs_live(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok(event), rx))
     });
+    let ended = Arc::clone(&state.auth).session_ended(caller.session.token.clone());
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(ended));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

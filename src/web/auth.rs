@@ -137,6 +137,9 @@ pub struct Auth {
     memory: Arc<tokio::sync::Semaphore>,
     /// Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
     dummy_hash: String,
+    /// Bumped whenever sessions are ended before their time (a reload, a logout), so open streams of
+    /// an ended session stop at once ([`Auth::session_ended`]).
+    revoked: tokio::sync::watch::Sender<u64>,
 }
 
 /// The argon2 memory all password checks at once may take: 24 MiB, one check at the default cost
@@ -194,6 +197,7 @@ impl Auth {
             checks: Arc::new(tokio::sync::Semaphore::new(checks.max(1))),
             memory: Arc::new(tokio::sync::Semaphore::new(LOGIN_MEMORY_KIB as usize)),
             dummy_hash: hash_password("not a password").unwrap_or_default(),
+            revoked: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -237,6 +241,9 @@ impl Auth {
         drop(current);
         self.lock_limiter().set_settings(limits);
         *self.ttl.lock().unwrap_or_else(|p| p.into_inner()) = ttl;
+        if ended > 0 {
+            self.revoked.send_modify(|n| *n += 1);
+        }
         ended
     }
 
@@ -314,6 +321,22 @@ impl Auth {
 
     pub fn logout(&self, token: &str) {
         self.lock_sessions().remove(token);
+        self.revoked.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves when the session of `token` is over: ended by a reload or a logout, or expired. An
+    /// open stream (SSE) of that session ends with it.
+    pub async fn session_ended(self: Arc<Self>, token: String) {
+        let mut revoked = self.revoked.subscribe();
+        loop {
+            let Some(session) = self.session(&token) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(session.expires) => {}
+                changed = revoked.changed() => if changed.is_err() { return },
+            }
+        }
     }
 
     pub fn ttl(&self) -> Duration {

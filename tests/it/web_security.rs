@@ -199,6 +199,22 @@ fn a_reload_applies_web_users_metrics_public_and_says_what_needs_a_restart() {
     let op = Client::login(port, "op", "op-pass");
     let view = Client::login(port, "viewer", "view-pass");
     assert_eq!(request(port, "GET", "/metrics", &[], "").status, 401);
+    // The viewer's live stream is open.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {}\r\n\
+                 Connection: close\r\n\r\n",
+                view.cookie
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
 
     // Remove the viewer, change op's password, open /metrics.
     world.write_config(&format!(
@@ -215,6 +231,10 @@ fn a_reload_applies_web_users_metrics_public_and_says_what_needs_a_restart() {
     // At once: both sessions are gone, the removed user cannot sign in, the new password works.
     assert_eq!(view.get("/api/session").status, 401);
     assert_eq!(op.get("/api/session").status, 401);
+    assert!(
+        closed_within(&mut stream, T),
+        "the removed user's live stream ends"
+    );
     assert_eq!(login(port, "viewer", "view-pass").status, 401);
     assert_eq!(login(port, "op", "op-pass").status, 401);
     let op = Client::login(port, "op", "op-new-pass");
