@@ -576,7 +576,7 @@ fn the_status_page_api_shows_the_schedules() {
             "POST",
             "/api/login",
             "",
-            r#"{"user":"ann","password":"pw"}"#,
+            r#"{"user":"ann","password":"a long enough password"}"#,
         ))
     });
     assert_eq!(status, 200);
