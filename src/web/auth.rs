@@ -384,18 +384,22 @@ impl Auth {
             return 0;
         };
         let now = Instant::now();
+        let ttl = self.ttl();
+        // The users are looked up before the sessions are locked: `set_users` takes the two locks in
+        // that order.
+        let saved: Vec<(HandedOver, WebUser)> = saved
+            .into_iter()
+            .filter_map(|s| self.user(&s.user).map(|user| (s, user)))
+            .collect();
         let mut sessions = self.lock_sessions();
         let mut taken = 0;
-        for s in saved {
-            let Some(user) = self.user(&s.user) else {
-                continue;
-            };
+        for (s, user) in saved {
             let session = Session {
                 user: user.name.clone(),
                 role: user.role,
                 csrf: s.csrf,
                 token: s.token,
-                expires: now + Duration::from_millis(s.remaining_ms).min(self.ttl()),
+                expires: now + Duration::from_millis(s.remaining_ms).min(ttl),
             };
             sessions.insert(session.token.clone(), session);
             taken += 1;
