@@ -156,6 +156,10 @@ fn refuse(tcp: TcpStream, tls: bool) {
         );
         let _ = tcp.try_write(reply.as_bytes());
     }
+    // Whatever of the request already arrived is read away: closing with unread data would send
+    // a reset, which can reach the client before the 503 does.
+    let mut sink = [0u8; 4096];
+    while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
 }
 
 async fn connection(

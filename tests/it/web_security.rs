@@ -2,7 +2,8 @@
 //! (memory stays bounded and the excess is answered 429 at once), the limiter against a concurrent
 //! burst, `[web]` changes applied by a reload (sessions revoked), slow and idle connections closed,
 //! the connection cap with the control socket still answering, the Host allow-list, JSON errors,
-//! refused actions in the audit log, and the Prometheus bearer token.
+//! refused actions in the audit log, the Prometheus bearer token, TLS (HSTS, the certificate re-read on
+//! reload) and `tend hash-password`'s minimum length.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helper::*;
-use crate::web::{login, request, sleeper, wait_web, web_table, Client, T};
+use crate::web::{
+    login, parse_reply, request, request_on, request_with_host, sleeper, wait_web, web_table,
+    Client, Reply, T,
+};
 
 /// tend's resident size in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -324,7 +328,7 @@ fn slow_and_idle_connections_are_closed_after_their_timeouts() {
     body.set_read_timeout(Some(T)).unwrap();
     let mut raw = Vec::new();
     let _ = body.read_to_end(&mut raw);
-    let reply = crate::web::parse_reply(&raw);
+    let reply = parse_reply(&raw);
     assert_eq!(reply.status, 408, "{}", reply.body);
     assert!(reply.json()["error"]
         .as_str()
@@ -408,7 +412,7 @@ fn hosts_json_errors_and_refused_actions_in_a_private_audit_log() {
     stream.write_all(raw.as_bytes()).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    let rebinding = crate::web::parse_reply(&answer);
+    let rebinding = parse_reply(&answer);
     assert_eq!(rebinding.status, 421, "{}", rebinding.body);
     assert!(rebinding.header("set-cookie").is_empty());
     // A second Host header is no way around it.
@@ -419,7 +423,7 @@ fn hosts_json_errors_and_refused_actions_in_a_private_audit_log() {
         .unwrap()
         .contains("[web] hosts"));
     for host in ["status.example.org", "localhost", "127.0.0.1"] {
-        let reply = crate::web::request_with_host(port, host, "GET", "/api/session");
+        let reply = request_with_host(port, host, "GET", "/api/session");
         assert_eq!(reply.status, 401, "{host}: {}", reply.body);
     }
 
@@ -490,8 +494,6 @@ fn hosts_json_errors_and_refused_actions_in_a_private_audit_log() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-use crate::web::Reply;
-
 #[test]
 fn prometheus_scrapes_with_a_bearer_token() {
     let out = std::process::Command::new(TEND)
@@ -529,4 +531,157 @@ fn prometheus_scrapes_with_a_bearer_token() {
         "",
     );
     assert_eq!(status.status, 401);
+}
+
+#[test]
+fn tls_with_a_test_certificate() {
+    use std::sync::Arc;
+    let port = free_port();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let body = format!(
+        "{}{}",
+        sleeper("a", ""),
+        web_table(
+            port,
+            "tls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n"
+        )
+    );
+    let world = World::new(&body);
+    std::fs::create_dir_all(world.path().join("tls")).unwrap();
+    std::fs::write(world.path().join("tls/cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(
+        world.path().join("tls/key.pem"),
+        cert.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let _tend = world.up();
+    wait_web(port);
+
+    // A renewed certificate, trusted too: a reload re-reads the files in place.
+    let renewed =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    roots.add(renewed.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let tls_request = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(T)).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let reply = request_on(&mut stream, port, method, path, headers, body);
+        let served = stream.conn.peer_certificates().unwrap()[0].to_vec();
+        (reply, served)
+    };
+    let (anon, served) = tls_request("GET", "/api/session", &[], "");
+    assert_eq!(anon.status, 401);
+    assert_eq!(served, cert.cert.der().to_vec());
+    assert!(
+        anon.header("strict-transport-security")
+            .contains("max-age="),
+        "HSTS under TLS: {:?}",
+        anon.headers
+    );
+    let body = r#"{"user":"op","password":"op-pass"}"#;
+    let (reply, _) = tls_request(
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/json")],
+        body,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.header("set-cookie").contains("; Secure"),
+        "Secure under TLS"
+    );
+    std::fs::write(world.path().join("tls/cert.pem"), renewed.cert.pem()).unwrap();
+    std::fs::write(
+        world.path().join("tls/key.pem"),
+        renewed.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let out = world.tend(&["reload"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let (_, served) = tls_request("GET", "/api/session", &[], "");
+    assert_eq!(
+        served,
+        renewed.cert.der().to_vec(),
+        "the renewed certificate is served"
+    );
+    // Plain HTTP on the TLS port gets no page.
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    plain
+        .write_all(b"GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw);
+    assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 401"));
+}
+
+#[test]
+fn hash_password_prints_a_verifiable_argon2id_hash() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(TEND)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let hash = stdout(&out).trim().to_string();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    assert!(tend::web::verify_password(&hash, "correct horse"));
+    assert!(!tend::web::verify_password(&hash, "correct horse\n"));
+    // An empty password is refused.
+    let out = Command::new(TEND)
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+    // A short one is refused unless asked for.
+    let short = |args: &[&str]| {
+        let mut child = Command::new(TEND)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"short pw\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = short(&["hash-password"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("fewer than 12"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "nothing printed");
+    let out = short(&["hash-password", "--allow-short"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(tend::web::verify_password(stdout(&out).trim(), "short pw"));
 }
