@@ -425,3 +425,43 @@ impl Validator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn web(extra: &str, user: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "[services.a]\ncommand = \"sleep 1\"\n[web]\nlisten = \"127.0.0.1:8080\"\n{extra}\n{user}"
+        );
+        // A directory of its own: no shipped check files apply.
+        let dir = tempfile::tempdir().unwrap();
+        crate::config::parse(&dir.path().join("supervisor.toml"), &text).map_err(|e| e.to_string())
+    }
+
+    fn user(hash: &str) -> String {
+        format!("[[web.users]]\nname = \"op\"\npassword_hash = \"{hash}\"\n")
+    }
+
+    #[test]
+    fn absurd_argon2_costs_tokens_and_hosts_are_refused_with_a_clear_error() {
+        let bomb = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+        let err = web("", &user(bomb)).unwrap_err();
+        assert!(err.contains("m=4194304 KiB"), "{err}");
+        assert!(err.contains("every login would take"), "{err}");
+        let fine = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+        let config = web(
+            "hosts = [\"Status.Example.org.\"]\nheader_timeout = \"250ms\"\nlogin_checks = 3",
+            &user(fine),
+        )
+        .unwrap();
+        let settings = config.web.unwrap();
+        assert_eq!(settings.hosts, vec!["status.example.org".to_string()]);
+        assert_eq!(settings.limits.header_timeout.as_millis(), 250);
+        assert_eq!(settings.login.checks, Some(3));
+
+        let err = web("metrics_token_hash = \"hunter2\"", &user(fine)).unwrap_err();
+        assert!(err.contains("sha256:"), "{err}");
+        assert!(!err.contains("hunter2\n"), "the value is not echoed: {err}");
+        let err = web("hosts = [\"https://x.example\"]", &user(fine)).unwrap_err();
+        assert!(err.contains("no scheme"), "{err}");
+    }
+}
