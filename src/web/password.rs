@@ -5,7 +5,9 @@
 //! serves it from per-thread arenas (its mmap threshold grows after the first free of such a block) and
 //! keeps it: 100 concurrent logins left tend at 1.5 GiB for good. Here every hash maps an anonymous
 //! region, hands it to `Argon2::hash_password_into_with_memory`, and unmaps it, so the resident size
-//! after any number of logins is what it was before.
+//! after any number of logins is what it was before. Measured on `tend up` with 1,000 concurrent
+//! logins, one check at a time: through the global allocator 32 -> 131 MB kept; the same plus
+//! `malloc_trim(0)` after each check 32 -> 52 MB kept; this mapping 32 -> 35 MB.
 //!
 //! Also the bounds on the cost parameters a stored hash may carry ([`check_cost`]): a hash is
 //! verified with its own parameters, so an absurd `m` in the configuration would be a memory bomb on
