@@ -131,8 +131,15 @@ enum Cmd {
     /// Check that the configuration is valid, print every problem.
     Check,
     /// Print an argon2id hash of a password (from stdin, or asked for twice on a terminal) for
-    /// `[[web.users]] password_hash`.
-    HashPassword,
+    /// `[[web.users]] password_hash`. Passwords shorter than 12 characters are refused.
+    HashPassword {
+        /// Accept a password shorter than 12 characters.
+        #[arg(long)]
+        allow_short: bool,
+    },
+    /// Print a new random token for Prometheus to scrape /metrics with, and the
+    /// `metrics_token_hash` line to paste under `[web]` (only the hash is kept in the file).
+    MetricsToken,
     /// The Telethon service emulator (same as the `tend-sim` binary).
     #[command(hide = true)]
     Sim(Box<tend_sim::SimArgs>),
@@ -160,8 +167,16 @@ fn main() -> ExitCode {
     if let Cmd::Sim(args) = cli.command {
         return tend_sim::run_args(*args);
     }
-    if let Cmd::HashPassword = cli.command {
-        return match hash_password() {
+    if let Cmd::MetricsToken = cli.command {
+        let (token, line) = tend::web::auth::new_metrics_token();
+        println!(
+            "# the token, for Prometheus (authorization: credentials_file); shown once, not stored:\n\
+             {token}\n# paste under [web] in the configuration:\n{line}"
+        );
+        return ExitCode::from(exit::OK);
+    }
+    if let Cmd::HashPassword { allow_short } = cli.command {
+        return match hash_password(allow_short) {
             Ok(hash) => {
                 println!("{hash}");
                 ExitCode::from(exit::OK)
@@ -189,8 +204,11 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The shortest password `tend hash-password` hashes without `--allow-short`.
+const MIN_PASSWORD_LEN: usize = 12;
+
 /// Reads a password (the first line of stdin; on a terminal, asked twice without echo) and hashes it.
-fn hash_password() -> anyhow::Result<String> {
+fn hash_password(allow_short: bool) -> anyhow::Result<String> {
     use std::io::{BufRead, IsTerminal};
     let stdin = std::io::stdin();
     let read_line = |prompt: Option<&str>| -> anyhow::Result<String> {
@@ -226,6 +244,12 @@ fn hash_password() -> anyhow::Result<String> {
     anyhow::ensure!(
         !password.is_empty(),
         "the password is empty; type one (or pipe it: echo 'pw' | tend hash-password)"
+    );
+    anyhow::ensure!(
+        allow_short || password.chars().count() >= MIN_PASSWORD_LEN,
+        "the password has {} characters, fewer than {MIN_PASSWORD_LEN}: the status page may face \
+         the network, so pick a longer one (or pass --allow-short to use it anyway)",
+        password.chars().count()
     );
     tend::web::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
 }
@@ -477,7 +501,7 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             json_out = json;
             Request::Schedules
         }
-        Cmd::Up | Cmd::Check | Cmd::HashPassword | Cmd::Sim(_) => {
+        Cmd::Up | Cmd::Check | Cmd::HashPassword { .. } | Cmd::MetricsToken | Cmd::Sim(_) => {
             unreachable!("handled before connecting")
         }
     };

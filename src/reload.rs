@@ -98,6 +98,11 @@ impl ReloadHandle {
     pub fn current(&self) -> Arc<Config> {
         self.current.borrow().clone()
     }
+
+    /// Changes as each new configuration is applied (the status page applies its `[web]` then).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.current.clone()
+    }
 }
 
 /// Starts the reload task. Installs the SIGHUP handler at once (SIGHUP would otherwise end tend).
@@ -359,6 +364,8 @@ impl Reloader {
                 .await
                 .map_err(|_| CoreGone)?,
         );
+        // The page applies `[web]` itself (it follows `current`); say what it does and what waits.
+        done.extend(diff.web_lines());
         self.watch();
         let text = if done.is_empty() {
             "no changes".to_string()

@@ -206,6 +206,9 @@ function renderBanners(view) {
       el('strong', { text: 'Configuration error: the last edit was not applied (the running configuration is unchanged)' }),
       el('pre', { text: view.config_error })));
   }
+  for (const n of view.web_notices || []) {
+    box.append(el('div', { class: 'banner amber', 'data-web-notice': '' }, el('strong', { text: 'Status page: ' }), n));
+  }
   for (const a of view.alerts) {
     box.append(el('div', { class: 'banner red', 'data-alert': a.service },
       el('strong', { text: a.service + ': ' + a.check + ' failed ' + a.failures + ' times in a row' }),

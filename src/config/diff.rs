@@ -22,11 +22,17 @@
 //! `log_keep` are defaults already folded into each service, and `checks_dir` shows as checks added
 //! and removed.
 //!
+//! `[web]`: everything applies live (`web_updated`: users, roles and password hashes (the sessions
+//! of a removed user or a changed password end), the TLS file paths (the files themselves are re-read
+//! at every reload anyway, so a certificate renewed in place needs no change here), `metrics_public`,
+//! the token, hosts, redaction, timeouts and limits) except what is bound once: the listen address,
+//! turning TLS on or off, and adding or removing `[web]` itself (`web_restart`).
+//!
 //! `[[schedule]]` entries are compared by name (`schedules_*`); a schedule change never restarts a
 //! service: the schedule runner picks the new set up, keeping the last runs of schedules whose name
 //! and cron are unchanged.
 
-use super::{CheckConfig, Config, ServiceConfig, SupervisorSettings};
+use super::{CheckConfig, Config, ServiceConfig, SupervisorSettings, WebSettings};
 
 /// The changes from one configuration to the next. Every list is in name order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,6 +61,10 @@ pub struct ConfigDiff {
     pub schedules_changed: Vec<String>,
     /// `[supervisor]` keys that only take effect when tend itself restarts: key and "old -> new".
     pub needs_tend_restart: Vec<(&'static str, String)>,
+    /// `[web]` keys changed that the page applies live.
+    pub web_updated: Vec<&'static str>,
+    /// `[web]` changes that take effect only when tend restarts: what and "old -> new".
+    pub web_restart: Vec<(&'static str, String)>,
 }
 
 /// How a change of one service key is applied.
@@ -126,6 +136,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         .map(|(name, _)| name.clone())
         .collect();
     diff.needs_tend_restart = supervisor_changes(&old.supervisor, &new.supervisor);
+    (diff.web_updated, diff.web_restart) = web_changes(old.web.as_ref(), new.web.as_ref());
     diff
 }
 
@@ -189,10 +200,96 @@ impl ConfigDiff {
                 "[supervisor] {key}: {change} (takes effect when tend restarts)"
             ));
         }
+        lines.extend(self.web_lines());
         let mut text = lines.join("\n");
         text.push('\n');
         text
     }
+}
+
+impl ConfigDiff {
+    /// The `[web]` lines of [`ConfigDiff::render`]; the reload adds them to what it did, since the
+    /// page applies them itself.
+    pub fn web_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.web_updated.is_empty() {
+            lines.push(format!(
+                "web: changed ({}), applies live",
+                self.web_updated.join(", ")
+            ));
+        }
+        for (key, change) in &self.web_restart {
+            lines.push(format!(
+                "[web] {key}: {change} (takes effect when tend restarts)"
+            ));
+        }
+        lines
+    }
+}
+
+/// The `[web]` keys that changed: those applied live, and those that wait for a restart of tend
+/// (with "old -> new"), in the order of the struct.
+pub fn web_changes(
+    old: Option<&WebSettings>,
+    new: Option<&WebSettings>,
+) -> (Vec<&'static str>, Vec<(&'static str, String)>) {
+    let on_off = |w: Option<&WebSettings>| if w.is_some() { "on" } else { "off" };
+    let (old, new) = match (old, new) {
+        (Some(old), Some(new)) => (old, new),
+        (None, None) => return (Vec::new(), Vec::new()),
+        (old, new) => {
+            let change = format!("{} -> {}", on_off(old), on_off(new));
+            return (Vec::new(), vec![("status page", change)]);
+        }
+    };
+    // Destructured without `..` on purpose: a new field does not compile until it is classified.
+    let WebSettings {
+        listen,
+        tls,
+        allow_plain_http,
+        session_ttl,
+        metrics_public,
+        redact,
+        users,
+        hosts,
+        metrics_token_hash,
+        limits,
+        login,
+        audit_max_size,
+    } = old;
+    let mut restart = Vec::new();
+    if *listen != new.listen {
+        restart.push(("listen", format!("{listen} -> {}", new.listen)));
+    }
+    if tls.is_some() != new.tls.is_some() {
+        let tls_on = |t: &Option<super::TlsFiles>| if t.is_some() { "on" } else { "off" };
+        restart.push(("tls", format!("{} -> {}", tls_on(tls), tls_on(&new.tls))));
+    }
+    let live = [
+        ("tls_cert/tls_key", tls.is_some() && *tls != new.tls),
+        (
+            "allow_plain_http",
+            *allow_plain_http != new.allow_plain_http,
+        ),
+        ("session_ttl", *session_ttl != new.session_ttl),
+        ("metrics_public", *metrics_public != new.metrics_public),
+        ("redact", *redact != new.redact),
+        ("users", *users != new.users),
+        ("hosts", *hosts != new.hosts),
+        (
+            "metrics_token_hash",
+            *metrics_token_hash != new.metrics_token_hash,
+        ),
+        ("timeouts and max_connections", *limits != new.limits),
+        ("login limits", *login != new.login),
+        ("audit_max_size", *audit_max_size != new.audit_max_size),
+    ];
+    let updated = live
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| key)
+        .collect();
+    (updated, restart)
 }
 
 /// The keys of `new` that `old` lacks, in order.
@@ -633,5 +730,38 @@ kind = "tcp"
         assert_eq!(diff.schedules_removed.len(), 2);
         assert!(!diff.is_empty());
         assert!(diff_texts(&with, &with).is_empty());
+    }
+
+    #[test]
+    fn web_changes_apply_live_except_the_listen_address() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+        let web = |listen: &str, extra: &str| {
+            format!(
+                "{BASE}\n[web]\nlisten = \"{listen}\"\n{extra}\n[[web.users]]\nname = \"op\"\n\
+                 password_hash = \"{hash}\"\nrole = \"operator\"\n"
+            )
+        };
+        let old = web("127.0.0.1:8081", "");
+        // Before [web] took part in the diff, all of these said "no changes".
+        let diff = diff_texts(&old, &web("127.0.0.1:8081", "metrics_public = true"));
+        assert_eq!(diff.web_updated, vec!["metrics_public"]);
+        assert_eq!(
+            diff.render(),
+            "web: changed (metrics_public), applies live\n"
+        );
+        let viewer = old.replace("\"operator\"", "\"viewer\"");
+        assert_eq!(diff_texts(&old, &viewer).web_updated, vec!["users"]);
+        let diff = diff_texts(&old, &web("127.0.0.1:8082", ""));
+        assert!(diff.web_updated.is_empty());
+        assert_eq!(
+            diff.render(),
+            "[web] listen: 127.0.0.1:8081 -> 127.0.0.1:8082 (takes effect when tend restarts)\n"
+        );
+        let diff = diff_texts(BASE, &old);
+        assert_eq!(
+            diff.web_restart,
+            vec![("status page", "off -> on".to_string())]
+        );
+        assert!(diff_texts(&old, &old).is_empty());
     }
 }

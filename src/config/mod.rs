@@ -33,7 +33,7 @@ mod tests;
 mod validate;
 mod web;
 
-pub use diff::{diff, ConfigDiff};
+pub use diff::{diff, web_changes, ConfigDiff};
 pub use duration::{format_duration, parse_duration, parse_size};
 pub use error::{ConfigError, Diagnostic};
 
@@ -76,6 +76,69 @@ pub struct WebSettings {
     pub redact: Vec<String>,
     /// `[[web.users]]`; empty = a generated admin password (printed once by the first `tend up`).
     pub users: Vec<WebUser>,
+    /// Host names the page answers to besides IP literals and (on loopback) `localhost`: a request
+    /// with any other `Host` is refused (DNS rebinding).
+    pub hosts: Vec<String>,
+    /// SHA-256 of the bearer token Prometheus may scrape `/metrics` with (`tend metrics-token`).
+    pub metrics_token_hash: Option<[u8; 32]>,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub limits: WebLimits,
+    /// The failed-login limiter and the number of password checks at once.
+    pub login: LoginLimits,
+    /// The audit log is rotated (one older file kept) past this size. Default 10 MiB.
+    pub audit_max_size: u64,
+}
+
+/// `[web] header_timeout`, `idle_timeout`, `body_timeout`, `max_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebLimits {
+    /// From the first byte of a request to the end of its headers (a connection's first request
+    /// too: from the accept). Default 10s.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request under way is closed after this. Default 60s.
+    pub idle_timeout: Duration,
+    /// Receiving a request's body. Default 30s.
+    pub body_timeout: Duration,
+    /// Connections served at once; further ones are answered 503 and closed. Default 256.
+    pub max_connections: usize,
+}
+
+impl Default for WebLimits {
+    fn default() -> Self {
+        WebLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+/// `[web] login_max_failures`, `login_window`, `login_lockout`, `login_lockout_max`,
+/// `login_checks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures per address within `window` that lock it out (a user name: twice as many). Default 5.
+    pub max_failures: u32,
+    /// Default 5m.
+    pub window: Duration,
+    /// The first lockout; each further one lasts twice as long, up to `lockout_max`. Default 1m, 1h.
+    pub lockout: Duration,
+    pub lockout_max: Duration,
+    /// Password checks at once; None = the number of cores.
+    pub checks: Option<usize>,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            max_failures: 5,
+            window: Duration::from_secs(5 * 60),
+            lockout: Duration::from_secs(60),
+            lockout_max: Duration::from_secs(60 * 60),
+            checks: None,
+        }
+    }
 }
 
 /// TLS material of the status page.

@@ -505,6 +505,18 @@ declare_table! {
         metrics_public,
         redact,
         users,
+        hosts,
+        metrics_token_hash,
+        header_timeout,
+        idle_timeout,
+        body_timeout,
+        max_connections,
+        login_max_failures,
+        login_window,
+        login_lockout,
+        login_lockout_max,
+        login_checks,
+        audit_max_size,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -81,6 +82,15 @@ async fn login(
 ) -> Result<Response, AppError> {
     let ip = auth::client_ip(&parts);
     if !auth::same_origin(&parts) {
+        state.audit.record(AuditEntry {
+            at: Utc::now(),
+            user: String::new(),
+            ip: ip.to_string(),
+            action: "login".into(),
+            target: String::new(),
+            reason: String::new(),
+            outcome: format!("refused (403): {}", AppError::Csrf),
+        });
         return Err(AppError::Csrf);
     }
     let body: LoginBody = serde_json::from_slice(&body).map_err(|e| {
@@ -167,6 +177,7 @@ pub(super) async fn build_view(state: &WebState) -> StatusView {
         &live.error_types,
     );
     view.schedules = schedule_views(state, &live.redactor);
+    view.web_notices = live.notices.clone();
     view
 }
 
@@ -205,8 +216,9 @@ async fn status(State(state): State<WebState>, caller: Caller) -> Json<StatusVie
 /// notices). Ends when tend shuts down, so a graceful shutdown never waits for a browser.
 async fn events(
     State(state): State<WebState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let ended = Arc::clone(&state.auth).session_ended(caller.session.token.clone());
     struct Live {
         state: WebState,
         snapshot: tokio::sync::watch::Receiver<crate::core::Snapshot>,
@@ -273,6 +285,7 @@ async fn events(
             _ = shutdown.cancelled() => None,
         }
     });
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(ended));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -577,7 +590,7 @@ async fn logs_download(
 /// New lines as they are captured (`line` events), filtered like the search. Ends with tend.
 async fn logs_live(
     State(state): State<WebState>,
-    _caller: Caller,
+    caller: Caller,
     Query(params): Query<LogParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     let query = log_query(&state, params)?;
@@ -620,6 +633,8 @@ async fn logs_live(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok(event), rx))
     });
+    let ended = Arc::clone(&state.auth).session_ended(caller.session.token.clone());
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(ended));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

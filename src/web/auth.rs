@@ -6,14 +6,13 @@
 //! SameSite=Strict cookie (Secure under TLS) plus a second random token the page must echo in the
 //! `X-CSRF-Token` header of every state-changing request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
+use argon2::password_hash::PasswordHash;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method};
@@ -22,34 +21,18 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::error::{AppError, WebError};
+use super::limiter::{Key, LimitSettings, Limiter};
 use super::{ClientAddr, WebState};
 use crate::config::{WebRole, WebUser};
 
 pub const COOKIE: &str = "tend_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Failed logins per client address within [`FAILURE_WINDOW`] before further attempts are refused.
-pub const MAX_FAILURES: usize = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// The file holding the hash of the generated admin password, in the state dir.
 pub const ADMIN_HASH_FILE: &str = "web-admin.hash";
+/// The longest password a login may send (argon2 takes any length; nobody types more).
+const MAX_PASSWORD_LEN: usize = 1024;
 
-/// Hashes `password` with argon2id and a random salt; the PHC string `[[web.users]]` takes.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = argon2::password_hash::SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Whether `password` matches the PHC string `hash`. A malformed hash matches nothing.
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-}
+pub use super::password::{hash_password, verify_password};
 
 fn random_token(bytes: usize) -> String {
     let mut rng = rand::thread_rng();
@@ -139,22 +122,82 @@ pub struct Session {
 
 /// Users, sessions and the limiter.
 pub struct Auth {
-    users: HashMap<String, WebUser>,
-    ttl: Duration,
+    /// Replaced as a whole by a reload ([`Auth::set_users`]).
+    users: RwLock<HashMap<String, WebUser>>,
+    /// For new sessions (a reload may change it).
+    ttl: Mutex<Duration>,
     sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    limiter: Mutex<Limiter>,
+    /// Password checks running at once (about the number of cores), bounding the CPU logins take.
+    /// Attempts beyond it are refused at once, never queued.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// argon2 memory in use, in KiB, out of [`LOGIN_MEMORY_KIB`]: each check takes its hash's `m`
+    /// (all of it if `m` is larger), so at the default cost one check runs at a time whatever the
+    /// cores, and a burst of logins adds at most this much to tend's resident size.
+    memory: Arc<tokio::sync::Semaphore>,
     /// Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
     dummy_hash: String,
+    /// Bumped whenever sessions are ended before their time (a reload, a logout), so open streams of
+    /// an ended session stop at once ([`Auth::session_ended`]).
+    revoked: tokio::sync::watch::Sender<u64>,
+}
+
+/// The argon2 memory all password checks at once may take: 24 MiB, one check at the default cost
+/// (19 MiB), so a burst of logins keeps tend within 30 MB of its idle size.
+pub const LOGIN_MEMORY_KIB: u32 = 24 * 1024;
+
+/// Password checks at once by default: the cores tend may use.
+pub fn default_login_checks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// An attempt counted on the limiter: ended by [`Reserved::finish`], or counted as a failure if the
+/// request is dropped first (a client hanging up must not get a free guess).
+struct Reserved<'a> {
+    auth: &'a Auth,
+    keys: Vec<Key>,
+    done: bool,
+}
+
+impl Reserved<'_> {
+    fn finish(mut self, failed: bool) {
+        self.done = true;
+        self.auth
+            .lock_limiter()
+            .finish(&self.keys, failed, Instant::now());
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.auth
+                .lock_limiter()
+                .finish(&self.keys, true, Instant::now());
+        }
+    }
 }
 
 impl Auth {
     pub fn new(users: Vec<WebUser>, ttl: Duration) -> Auth {
+        Auth::with_limits(users, ttl, LimitSettings::default(), default_login_checks())
+    }
+
+    pub fn with_limits(
+        users: Vec<WebUser>,
+        ttl: Duration,
+        limits: LimitSettings,
+        checks: usize,
+    ) -> Auth {
         Auth {
-            users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
-            ttl,
+            users: RwLock::new(users.into_iter().map(|u| (u.name.clone(), u)).collect()),
+            ttl: Mutex::new(ttl),
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::new(limits)),
+            checks: Arc::new(tokio::sync::Semaphore::new(checks.max(1))),
+            memory: Arc::new(tokio::sync::Semaphore::new(LOGIN_MEMORY_KIB as usize)),
             dummy_hash: hash_password("not a password").unwrap_or_default(),
+            revoked: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -164,57 +207,99 @@ impl Auth {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Seconds until `ip` may try again, if it is over the limit.
-    fn blocked_for(&self, ip: IpAddr, now: Instant) -> Option<u64> {
-        let mut failures = self.lock_failures();
-        let list = failures.get_mut(&ip)?;
-        while list
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
-        {
-            list.pop_front();
-        }
-        if list.len() < MAX_FAILURES {
-            return None;
-        }
-        let oldest = *list.front()?;
-        Some(
-            (FAILURE_WINDOW - now.duration_since(oldest))
-                .as_secs()
-                .max(1),
-        )
+    fn user(&self, name: &str) -> Option<WebUser> {
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
-    /// Checks the password (off the runtime: argon2 is deliberately slow) and opens a session.
+    /// The users of a reloaded configuration. Sessions of a user that is gone, or whose password
+    /// changed, end now; a changed role applies to open sessions at once. Returns the sessions ended.
+    pub fn set_users(&self, users: Vec<WebUser>, ttl: Duration, limits: LimitSettings) -> usize {
+        let users: HashMap<String, WebUser> =
+            users.into_iter().map(|u| (u.name.clone(), u)).collect();
+        let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.lock_sessions();
+        let before = sessions.len();
+        sessions.retain(|_, session| {
+            let (Some(old), Some(new)) = (current.get(&session.user), users.get(&session.user))
+            else {
+                return false;
+            };
+            session.role = new.role;
+            old.password_hash == new.password_hash
+        });
+        let ended = before - sessions.len();
+        *current = users;
+        drop(sessions);
+        drop(current);
+        self.lock_limiter().set_settings(limits);
+        *self.ttl.lock().unwrap_or_else(|p| p.into_inner()) = ttl;
+        if ended > 0 {
+            self.revoked.send_modify(|n| *n += 1);
+        }
+        ended
+    }
+
+    /// Checks the password (off the runtime: argon2 is deliberately slow) and opens a session. The
+    /// attempt is counted against the address and the user name before the hash is checked; over
+    /// the limit, or with every check slot busy, it is refused at once (429).
     pub async fn login(&self, user: &str, password: &str, ip: IpAddr) -> Result<Session, AppError> {
-        let now = Instant::now();
-        if let Some(retry_after_s) = self.blocked_for(ip, now) {
+        let keys = vec![Key::addr(ip), Key::user(user)];
+        if let Err(refused) = self.lock_limiter().reserve(&keys, Instant::now()) {
             return Err(AppError::TooManyLogins {
                 ip: ip.to_string(),
-                retry_after_s,
+                retry_after_s: refused.retry_after.as_secs_f64().ceil() as u64,
             });
         }
-        let known = self.users.get(user);
-        let hash = known.map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
+        let mut reserved = Reserved {
+            auth: self,
+            keys,
+            done: false,
+        };
+        let known = self.user(user);
+        let hash = known
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let memory = super::password::memory_kib(&hash).min(LOGIN_MEMORY_KIB);
+        let permit = Arc::clone(&self.checks)
+            .try_acquire_owned()
+            .and_then(|count| {
+                Arc::clone(&self.memory)
+                    .try_acquire_many_owned(memory)
+                    .map(|memory| (count, memory))
+            });
+        let Ok(permit) = permit else {
+            // Not an attempt: nothing was checked.
+            reserved.done = true;
+            self.lock_limiter()
+                .finish(&reserved.keys, false, Instant::now());
+            return Err(AppError::LoginsBusy { retry_after_s: 1 });
+        };
+        let password: String = password.chars().take(MAX_PASSWORD_LEN).collect();
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_password(&hash, &password)
+        })
+        .await
+        .unwrap_or(false);
         let Some(known) = known.filter(|_| ok) else {
-            self.lock_failures().entry(ip).or_default().push_back(now);
+            reserved.finish(true);
             return Err(AppError::BadLogin);
         };
-        self.lock_failures().remove(&ip);
+        reserved.finish(false);
         let session = Session {
             user: known.name.clone(),
             role: known.role,
             csrf: random_token(32),
             token: random_token(32),
-            expires: Instant::now() + self.ttl,
+            expires: Instant::now() + self.ttl(),
         };
         let mut sessions = self.lock_sessions();
         let now = Instant::now();
@@ -236,10 +321,26 @@ impl Auth {
 
     pub fn logout(&self, token: &str) {
         self.lock_sessions().remove(token);
+        self.revoked.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves when the session of `token` is over: ended by a reload or a logout, or expired. An
+    /// open stream (SSE) of that session ends with it.
+    pub async fn session_ended(self: Arc<Self>, token: String) {
+        let mut revoked = self.revoked.subscribe();
+        loop {
+            let Some(session) = self.session(&token) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(session.expires) => {}
+                changed = revoked.changed() => if changed.is_err() { return },
+            }
+        }
     }
 
     pub fn ttl(&self) -> Duration {
-        self.ttl
+        *self.ttl.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes the live sessions to `path` (0600, replaced atomically) for the image a `tend reexec`
@@ -283,18 +384,22 @@ impl Auth {
             return 0;
         };
         let now = Instant::now();
+        let ttl = self.ttl();
+        // The users are looked up before the sessions are locked: `set_users` takes the two locks in
+        // that order.
+        let saved: Vec<(HandedOver, WebUser)> = saved
+            .into_iter()
+            .filter_map(|s| self.user(&s.user).map(|user| (s, user)))
+            .collect();
         let mut sessions = self.lock_sessions();
         let mut taken = 0;
-        for s in saved {
-            let Some(user) = self.users.get(&s.user) else {
-                continue;
-            };
+        for (s, user) in saved {
             let session = Session {
                 user: user.name.clone(),
                 role: user.role,
                 csrf: s.csrf,
                 token: s.token,
-                expires: now + Duration::from_millis(s.remaining_ms).min(self.ttl),
+                expires: now + Duration::from_millis(s.remaining_ms).min(ttl),
             };
             sessions.insert(session.token.clone(), session);
             taken += 1;
@@ -389,7 +494,11 @@ impl FromRequestParts<WebState> for Caller {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) || !same_origin(parts) {
-                return Err(AppError::Csrf);
+                let caller = Caller {
+                    session,
+                    ip: client_ip(parts),
+                };
+                return Err(refused(state, &caller, parts, AppError::Csrf));
             }
         }
         Ok(Caller {
@@ -409,13 +518,66 @@ impl FromRequestParts<WebState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, AppError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if caller.session.role != WebRole::Operator {
-            return Err(AppError::Forbidden(caller.session.user));
+            let err = AppError::Forbidden(caller.session.user.clone());
+            return Err(refused(state, &caller, parts, err));
         }
         Ok(Operator(caller))
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// SHA-256 of a metrics token, as `[web] metrics_token_hash` stores it.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// A new random metrics token (32 bytes, hex) and the `metrics_token_hash` line to paste under
+/// `[web]`. One SHA-256 per scrape checks it: the token is random, so no slow hash is needed.
+pub fn new_metrics_token() -> (String, String) {
+    let token = random_token(32);
+    let hex: String = token_hash(&token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (
+        token.clone(),
+        format!("metrics_token_hash = \"sha256:{hex}\""),
+    )
+}
+
+/// Whether the request carries `Authorization: Bearer <token>` with a token whose hash is
+/// `expected` (compared in constant time).
+pub fn bearer_matches(parts: &Parts, expected: &[u8; 32]) -> bool {
+    parts
+        .headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.strip_prefix("Bearer "))
+        .any(|token| constant_time_eq(&token_hash(token), expected))
+}
+
+/// Records a refused request of a signed-in user (a viewer's action, a failed CSRF check) in the
+/// audit log, and returns the error.
+fn refused(state: &WebState, caller: &Caller, parts: &Parts, err: AppError) -> AppError {
+    state.audit.record(super::audit::AuditEntry {
+        at: chrono::Utc::now(),
+        user: caller.session.user.clone(),
+        ip: caller.ip.to_string(),
+        action: format!("{} {}", parts.method, parts.uri.path())
+            .chars()
+            .take(200)
+            .collect(),
+        target: String::new(),
+        reason: String::new(),
+        outcome: format!("refused ({}): {err}", err.status().as_u16()),
+    });
+    err
+}
+
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -431,15 +593,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hashes_verify_only_their_password() {
-        let hash = hash_password("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-        assert!(verify_password(&hash, "correct horse"));
-        assert!(!verify_password(&hash, "correct horse "));
-        assert!(!verify_password("not a hash", "x"));
-    }
-
     #[tokio::test]
     async fn failed_logins_are_limited_per_client_and_sessions_expire() {
         let auth = Auth::new(
@@ -447,7 +600,7 @@ mod tests {
             Duration::from_millis(200),
         );
         let ip: IpAddr = [10, 0, 0, 1].into();
-        for _ in 0..MAX_FAILURES {
+        for _ in 0..LimitSettings::default().max_failures {
             assert!(matches!(
                 auth.login("ann", "nope", ip).await,
                 Err(AppError::BadLogin)
@@ -467,6 +620,34 @@ mod tests {
             auth.login("nobody", "pw", [10, 0, 0, 3].into()).await,
             Err(AppError::BadLogin)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_reload_ends_the_sessions_of_removed_users_and_changed_passwords() {
+        let ttl = Duration::from_secs(60);
+        let ann = user("ann", "pw", WebRole::Viewer);
+        let bob = user("bob", "pw", WebRole::Viewer);
+        let cid = user("cid", "pw", WebRole::Viewer);
+        let auth = Auth::new(vec![ann.clone(), bob.clone(), cid.clone()], ttl);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let a = auth.login("ann", "pw", ip).await.unwrap();
+        let b = auth.login("bob", "pw", ip).await.unwrap();
+        let c = auth.login("cid", "pw", ip).await.unwrap();
+        let cid_operator = WebUser {
+            role: WebRole::Operator,
+            ..cid
+        };
+        let bob_new = user("bob", "new", WebRole::Viewer);
+        let ended = auth.set_users(vec![bob_new, cid_operator], ttl, LimitSettings::default());
+        assert_eq!(ended, 2);
+        assert!(auth.session(&a.token).is_none(), "ann was removed");
+        assert!(auth.session(&b.token).is_none(), "bob's password changed");
+        assert_eq!(auth.session(&c.token).unwrap().role, WebRole::Operator);
+        assert!(matches!(
+            auth.login("ann", "pw", [10, 0, 0, 2].into()).await,
+            Err(AppError::BadLogin)
+        ));
+        assert!(auth.login("bob", "new", [10, 0, 0, 2].into()).await.is_ok());
     }
 
     #[test]

@@ -47,6 +47,21 @@ pub enum AppError {
     BadLogin,
     #[error("too many failed logins from {ip}; try again in {retry_after_s} s")]
     TooManyLogins { ip: String, retry_after_s: u64 },
+    #[error("too many logins are being checked right now; try again in {retry_after_s} s")]
+    LoginsBusy { retry_after_s: u64 },
+    #[error("this status page does not answer to host `{0}`; add the name to [web] hosts, or use the address it listens on")]
+    Host(String),
+    #[error("the request's body did not arrive within {0} ms ([web] body_timeout)")]
+    BodyTimeout(u128),
+    #[error("the request's body is over {0} bytes")]
+    TooLarge(usize),
+    #[error("the request's URL is over {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request's headers are over {0} bytes")]
+    HeadersTooLarge(usize),
+    /// Another status from a layer below the handlers (routing, extractors), kept with its text.
+    #[error("{1}")]
+    Status(StatusCode, String),
     #[error("missing or wrong CSRF token: send the X-CSRF-Token header the login answered with (reload the page)")]
     Csrf,
     #[error("user `{0}` is a viewer: viewers see everything and change nothing")]
@@ -65,7 +80,15 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthorized | AppError::BadLogin => StatusCode::UNAUTHORIZED,
-            AppError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooManyLogins { .. } | AppError::LoginsBusy { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            AppError::Host(_) => StatusCode::MISDIRECTED_REQUEST,
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            AppError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::Status(status, _) => *status,
             AppError::Csrf | AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -86,7 +109,9 @@ impl IntoResponse for AppError {
         let status = self.status();
         let body = serde_json::json!({ "error": self.to_string(), "status": status.as_u16() });
         let mut response = (status, axum::Json(body)).into_response();
-        if let AppError::TooManyLogins { retry_after_s, .. } = self {
+        if let AppError::TooManyLogins { retry_after_s, .. }
+        | AppError::LoginsBusy { retry_after_s } = self
+        {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

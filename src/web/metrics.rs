@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: service states, restarts, check results, error counts by
-//! type and flood waits. Behind the login unless `[web] metrics_public = true`.
+//! type and flood waits. Behind the login, or a bearer token (`[web] metrics_token_hash`, for
+//! Prometheus), unless `[web] metrics_public = true`.
 //!
 //! The families are a table ([`FAMILIES`]): a header and a function from the snapshot to samples; one
 //! renderer writes them all. Reads the snapshot only, never the core.
@@ -36,7 +37,11 @@ fn label(value: &str) -> String {
 }
 
 pub(super) async fn metrics(State(state): State<WebState>, mut parts: Parts) -> Response {
-    if !state.settings.metrics_public {
+    let settings = state.live().settings.clone();
+    let token_ok = settings
+        .metrics_token_hash
+        .is_some_and(|expected| super::auth::bearer_matches(&parts, &expected));
+    if !settings.metrics_public && !token_ok {
         if let Err(err) = Caller::from_request_parts(&mut parts, &state).await {
             return err.into_response();
         }

@@ -11,8 +11,11 @@
 //! writer's files (read-only here; nothing outside `log_dir` is ever opened for a log request), and the
 //! config (read-only).
 //!
-//! Map: [`app`] builds the router (testable without a socket); [`serve`] binds and serves it until the
-//! shared shutdown token fires. `api` has the JSON handlers, `view` turns a snapshot into what the page
+//! Map: [`app`] builds the router (testable without a socket); [`bind`] binds it and
+//! [`WebServer::serve`] serves it through `server` (the accept loop, connection cap and timeouts)
+//! until the shared shutdown token fires. `guard` checks every request (Host, sizes, body timeout)
+//! and makes every /api error JSON; `limiter` is the failed-login limiter and `password` the argon2
+//! checks with memory that goes back to the system. `api` has the JSON handlers, `view` turns a snapshot into what the page
 //! shows (the schedules included), `logs` is the server-side log search, `metrics` the Prometheus
 //! text, `assets` the embedded files and the security headers.
 
@@ -32,9 +35,13 @@ mod assets;
 pub mod audit;
 pub mod auth;
 mod error;
+pub mod guard;
+pub mod limiter;
 pub mod logs;
 mod metrics;
+pub mod password;
 pub mod redact;
+mod server;
 mod tls;
 mod view;
 
@@ -46,27 +53,26 @@ pub use error::{AppError, WebError};
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
 /// Everything a handler may use. Cheap to clone.
 #[derive(Clone)]
 pub struct WebState {
     pub core: CoreHandle,
     pub monitor: MonitorHandle,
-    pub settings: Arc<WebSettings>,
     pub http: reqwest::Client,
     pub auth: Arc<auth::Auth>,
     pub audit: Arc<audit::Audit>,
     pub usage: Arc<view::UsageSampler>,
     /// Ends SSE streams so a graceful shutdown does not wait for browsers to go away.
     pub shutdown: CancellationToken,
+    /// The address the page was bound to (from the configuration it started with: a new one needs
+    /// a restart of tend).
+    listen: SocketAddr,
+    /// The `[web]` tend started with: what a reload cannot change is compared against it.
+    startup: Arc<WebSettings>,
+    /// Under TLS: the acceptor, re-read at every reload.
+    tls: Option<Arc<tls::TlsSwap>>,
+    /// The generated admin, when `[web]` has no users.
+    generated: Option<crate::config::WebUser>,
     /// The running configuration, when tend reloads it (None: the one the page started with).
     reload: Option<crate::reload::ReloadHandle>,
     /// The schedule runner, for the Schedules section (None: no schedules are shown).
@@ -79,15 +85,20 @@ pub struct WebState {
 /// RegexSet is costly to compile and every request needs the redactor.
 pub struct Live {
     pub config: Arc<Config>,
+    /// `[web]` of that configuration (the one the page started with if a reload removed it).
+    pub settings: Arc<WebSettings>,
     /// Knows the secret env values of every configured service, so it must follow reloads.
     pub redactor: Arc<redact::Redactor>,
     /// The log patterns and their names.
     pub patterns: Arc<crate::checks::classify::PatternSet>,
     pub error_types: Arc<Vec<String>>,
+    /// What the page shows about its own configuration: changes that wait for a restart of tend,
+    /// TLS files that could not be re-read.
+    pub notices: Vec<String>,
 }
 
 impl Live {
-    fn build(config: Arc<Config>, settings: &WebSettings) -> Live {
+    fn build(config: Arc<Config>, settings: Arc<WebSettings>, notices: Vec<String>) -> Live {
         let redactor = redact::Redactor::from_config(&config, &settings.redact);
         let patterns = logs::pattern_set(&config);
         let mut error_types: Vec<String> =
@@ -95,11 +106,20 @@ impl Live {
         error_types.dedup();
         Live {
             config,
+            settings,
             redactor: Arc::new(redactor),
             patterns: Arc::new(patterns),
             error_types: Arc::new(error_types),
+            notices,
         }
     }
+}
+
+fn login_checks(settings: &WebSettings) -> usize {
+    settings
+        .login
+        .checks
+        .unwrap_or_else(auth::default_login_checks)
 }
 
 impl WebState {
@@ -110,13 +130,37 @@ impl WebState {
         users: Vec<crate::config::WebUser>,
         shutdown: CancellationToken,
     ) -> WebState {
+        WebState::with_tls(ctx, settings, users, None, shutdown)
+    }
+
+    fn with_tls(
+        ctx: crate::control::server::Context,
+        settings: WebSettings,
+        users: Vec<crate::config::WebUser>,
+        tls: Option<Arc<tls::TlsSwap>>,
+        shutdown: CancellationToken,
+    ) -> WebState {
         let audit_path = ctx.config.supervisor.state_dir.join("web-audit.jsonl");
-        let live = Live::build(ctx.config.clone(), &settings);
+        let settings = Arc::new(settings);
+        let generated = settings
+            .users
+            .is_empty()
+            .then(|| users.first().cloned())
+            .flatten();
+        let live = Live::build(ctx.config.clone(), settings.clone(), Vec::new());
         WebState {
-            auth: Arc::new(auth::Auth::new(users, settings.session_ttl)),
-            audit: Arc::new(audit::Audit::open(audit_path)),
+            auth: Arc::new(auth::Auth::with_limits(
+                users,
+                settings.session_ttl,
+                settings.login,
+                login_checks(&settings),
+            )),
+            audit: Arc::new(audit::Audit::open(audit_path, settings.audit_max_size)),
             usage: Arc::new(view::UsageSampler::default()),
-            settings: Arc::new(settings),
+            listen: settings.listen,
+            startup: settings,
+            tls,
+            generated,
             core: ctx.core,
             monitor: ctx.monitor,
             http: ctx.http,
@@ -127,7 +171,8 @@ impl WebState {
         }
     }
 
-    /// The configuration-derived state for the running configuration (rebuilt once after a reload).
+    /// The configuration-derived state for the running configuration (rebuilt once after a reload,
+    /// which is also when the page applies a new `[web]`: see [`WebState::apply`]).
     pub fn live(&self) -> Arc<Live> {
         let mut live = self
             .live
@@ -135,14 +180,54 @@ impl WebState {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(current) = self.reload.as_ref().map(|r| r.current()) {
             if !Arc::ptr_eq(&live.config, &current) {
-                *live = Arc::new(Live::build(current, &self.settings));
+                *live = Arc::new(self.apply(current, &live.settings));
             }
         }
         live.clone()
     }
 
+    /// Applies the `[web]` of a reloaded configuration: users (ending the sessions of removed users
+    /// and changed passwords), limits, the audit size, and the TLS files, re-read even when their
+    /// paths did not change (a certificate renewed in place). What needs a restart becomes a notice.
+    fn apply(&self, config: Arc<Config>, running: &Arc<WebSettings>) -> Live {
+        let mut notices = Vec::new();
+        let settings = match &config.web {
+            Some(web) => Arc::new(web.clone()),
+            None => running.clone(),
+        };
+        let (_, restart) = crate::config::web_changes(Some(&self.startup), config.web.as_ref());
+        for (key, change) in restart {
+            notices.push(format!(
+                "[web] {key}: {change} in the configuration; takes effect when tend restarts"
+            ));
+        }
+        if **running != *settings {
+            let users = match (&self.generated, settings.users.is_empty()) {
+                (Some(admin), true) => vec![admin.clone()],
+                _ => settings.users.clone(),
+            };
+            let ended = self
+                .auth
+                .set_users(users, settings.session_ttl, settings.login);
+            if ended > 0 {
+                tracing::info!(
+                    sessions = ended,
+                    "status page: sessions of removed users or changed passwords ended"
+                );
+            }
+            self.audit.set_max_size(settings.audit_max_size);
+        }
+        if let (Some(tls), Some(files)) = (&self.tls, &settings.tls) {
+            if let Err(err) = tls.reload(files) {
+                tracing::error!("status page: {err}; the certificate in use stays");
+                notices.push(format!("{err}; the certificate in use stays"));
+            }
+        }
+        Live::build(config, settings, notices)
+    }
+
     fn secure_cookies(&self) -> bool {
-        self.settings.tls.is_some()
+        self.tls.is_some()
     }
 
     fn log_dir(&self) -> PathBuf {
@@ -150,18 +235,22 @@ impl WebState {
     }
 }
 
-/// The whole site: pages, JSON API, SSE, metrics; security headers on every response.
+/// The whole site: pages, JSON API, SSE, metrics; the request guard and the security headers on
+/// every response.
 pub fn app(state: WebState) -> Router {
     api::routes(state.clone())
         .merge(assets::routes())
         .layer(axum::middleware::from_fn(assets::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
 /// A bound status page, not yet serving.
 pub struct WebServer {
     listener: std::net::TcpListener,
-    tls: Option<tls::TlsConfig>,
     state: WebState,
 }
 
@@ -207,7 +296,7 @@ pub fn bind_inherited(
         return Ok(None);
     };
     let tls = match &settings.tls {
-        Some(files) => Some(tls::load(files)?),
+        Some(files) => Some(Arc::new(tls::TlsSwap::new(tls::load(files)?))),
         None => None,
     };
     let users = if settings.users.is_empty() {
@@ -240,7 +329,7 @@ pub fn bind_inherited(
             source,
         })?;
     let handover = sessions_handover_path(&ctx.config.supervisor.state_dir);
-    let state = WebState::new(ctx, settings, users, shutdown);
+    let state = WebState::with_tls(ctx, settings, users, tls, shutdown);
     if reexec {
         let taken = state.auth.take_handover(&handover);
         tracing::info!(
@@ -251,18 +340,15 @@ pub fn bind_inherited(
         // Left by a switch that never completed: tokens must not outlive it on disk.
         let _ = std::fs::remove_file(&handover);
     }
-    Ok(Some(WebServer {
-        listener,
-        tls,
-        state,
-    }))
+    Ok(Some(WebServer { listener, state }))
 }
 
 impl WebServer {
     /// Serves until the state's shutdown token fires; open connections are drained.
     pub async fn serve(self) {
         let addr = self.local_addr();
-        let shutdown = self.state.shutdown.clone();
+        let tls = self.state.tls.clone();
+        let state = self.state.clone();
         let router = app(self.state);
         let listener = match tokio::net::TcpListener::from_std(self.listener) {
             Ok(listener) => listener,
@@ -273,21 +359,26 @@ impl WebServer {
         };
         tracing::info!(
             addr = ?addr,
-            tls = self.tls.is_some(),
+            tls = tls.is_some(),
             "status page listening"
         );
-        match self.tls {
-            Some(tls) => tls::serve(listener, tls, router, shutdown).await,
-            None => {
-                let service = router.into_make_service_with_connect_info::<ClientAddr>();
-                if let Err(err) = axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
-                {
-                    tracing::error!("status page stopped: {err}");
+        if let Some(mut changes) = state.reload.as_ref().map(|r| r.subscribe()) {
+            // Applied as soon as tend runs the new configuration, not at the next request: the
+            // sessions of a removed user end now, a renewed certificate is used for the next
+            // handshake.
+            let state = state.clone();
+            let stop = state.shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() { return },
+                        _ = stop.cancelled() => return,
+                    }
+                    let _ = state.live();
                 }
-            }
+            });
         }
+        server::serve(listener, tls, router, state).await;
     }
 }
 

@@ -1,27 +1,15 @@
-//! TLS for the status page (rustls, ring provider): loading the PEM files named in `[web]` and a
-//! listener that hands axum finished TLS streams.
-//!
-//! Handshakes run in their own tasks under a timeout, so a slow or silent client never holds up the
-//! accept loop of everyone else.
+//! TLS for the status page (rustls, ring provider): loading the PEM files named in `[web]`, at start
+//! and again at every reload ([`TlsSwap`]). The handshake itself runs in the connection's task in
+//! [`super::server`], under the header timeout, so a slow or silent client never holds up anyone.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
 
-use axum::Router;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 use super::error::WebError;
-use super::ClientAddr;
 use crate::config::TlsFiles;
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A loaded certificate chain and key.
 pub(super) struct TlsConfig {
@@ -69,85 +57,23 @@ pub(super) fn load(files: &TlsFiles) -> Result<TlsConfig, WebError> {
     })
 }
 
-/// Accepted TLS connections, handshakes done, for `axum::serve`.
-pub(super) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
+/// The acceptor in use, replaced when a reload re-reads the files (a renewed certificate applies to
+/// new connections; open ones keep theirs).
+pub(super) struct TlsSwap(RwLock<TlsAcceptor>);
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop ended (shutdown): wait for the graceful shutdown to stop us.
-            None => std::future::pending().await,
-        }
+impl TlsSwap {
+    pub(super) fn new(tls: TlsConfig) -> TlsSwap {
+        TlsSwap(RwLock::new(tls.acceptor))
     }
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+    pub(super) fn acceptor(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-pub(super) async fn serve(
-    listener: TcpListener,
-    tls: TlsConfig,
-    router: Router,
-    shutdown: CancellationToken,
-) {
-    let local = match listener.local_addr() {
-        Ok(a) => a,
-        Err(err) => {
-            tracing::error!("status page: no local address: {err}");
-            return;
-        }
-    };
-    let (tx, rx) = mpsc::channel(64);
-    let acceptor = tls.acceptor.clone();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        tracing::debug!("status page accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                _ = stop.cancelled() => return,
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send((stream, addr)).await;
-                    }
-                    Ok(Err(err)) => tracing::debug!(%addr, "TLS handshake failed: {err}"),
-                    Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    let listener = TlsListener { ready: rx, local };
-    let service = router.into_make_service_with_connect_info::<ClientAddr>();
-    if let Err(err) = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("status page stopped: {err}");
+    /// Re-reads `files`; on an error the acceptor in use stays.
+    pub(super) fn reload(&self, files: &TlsFiles) -> Result<(), WebError> {
+        let loaded = load(files)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = loaded.acceptor;
+        Ok(())
     }
 }

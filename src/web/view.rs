@@ -137,6 +137,9 @@ pub struct StatusView {
     pub error_types: Vec<String>,
     /// The `[[schedule]]` entries: next run and recent outcomes (messages redacted).
     pub schedules: Vec<ScheduleView>,
+    /// The page's own configuration: `[web]` changes that wait for a restart of tend, TLS files a
+    /// reload could not read.
+    pub web_notices: Vec<String>,
     pub me: Option<Me>,
 }
 
@@ -259,6 +262,7 @@ pub fn build(
         groups: config.groups.keys().cloned().collect(),
         error_types: error_types.to_vec(),
         schedules: Vec::new(),
+        web_notices: Vec::new(),
         me: None,
     }
 }

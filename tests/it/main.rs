@@ -12,3 +12,4 @@ mod recovery;
 mod reload;
 mod schedule;
 mod web;
+mod web_security;

@@ -553,7 +553,11 @@ fn the_status_page_api_shows_the_schedules() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"pw\n")?;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"a long enough password\n")?;
             child.wait_with_output()
         })
         .unwrap();
@@ -575,7 +579,7 @@ fn the_status_page_api_shows_the_schedules() {
             "POST",
             "/api/login",
             "",
-            r#"{"user":"ann","password":"pw"}"#,
+            r#"{"user":"ann","password":"a long enough password"}"#,
         ))
     });
     assert_eq!(status, 200);

@@ -13,30 +13,30 @@ use tend::core::ServiceState;
 
 use crate::helper::*;
 
-const T: Duration = Duration::from_secs(15);
+pub(crate) const T: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: BTreeMap<String, Vec<String>>,
-    body: String,
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.first())
             .map_or("", String::as_str)
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
     }
 }
 
-fn parse_reply(raw: &[u8]) -> Reply {
+pub(crate) fn parse_reply(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -85,7 +85,7 @@ fn parse_reply(raw: &[u8]) -> Reply {
     }
 }
 
-fn request_on<S: Read + Write>(
+pub(crate) fn request_on<S: Read + Write>(
     stream: &mut S,
     port: u16,
     method: &str,
@@ -108,21 +108,38 @@ fn request_on<S: Read + Write>(
     parse_reply(&raw)
 }
 
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+/// A request with exactly one `Host` header, `host`.
+pub(crate) fn request_with_host(port: u16, host: &str, method: &str, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(T)).unwrap();
     request_on(&mut stream, port, method, path, headers, body)
 }
 
 /// A logged-in client.
-struct Client {
-    port: u16,
-    cookie: String,
-    csrf: String,
+pub(crate) struct Client {
+    pub port: u16,
+    pub cookie: String,
+    pub csrf: String,
 }
 
 impl Client {
-    fn login(port: u16, user: &str, password: &str) -> Client {
+    pub fn login(port: u16, user: &str, password: &str) -> Client {
         let reply = login(port, user, password);
         assert_eq!(reply.status, 200, "{}", reply.body);
         let set = reply.header("set-cookie");
@@ -133,11 +150,11 @@ impl Client {
         }
     }
 
-    fn get(&self, path: &str) -> Reply {
+    pub fn get(&self, path: &str) -> Reply {
         request(self.port, "GET", path, &[("Cookie", &self.cookie)], "")
     }
 
-    fn post(&self, path: &str, body: &str) -> Reply {
+    pub fn post(&self, path: &str, body: &str) -> Reply {
         request(
             self.port,
             "POST",
@@ -152,7 +169,7 @@ impl Client {
     }
 }
 
-fn login(port: u16, user: &str, password: &str) -> Reply {
+pub(crate) fn login(port: u16, user: &str, password: &str) -> Reply {
     let body = serde_json::json!({ "user": user, "password": password }).to_string();
     request(
         port,
@@ -163,7 +180,7 @@ fn login(port: u16, user: &str, password: &str) -> Reply {
     )
 }
 
-fn web_table(port: u16, extra: &str) -> String {
+pub(crate) fn web_table(port: u16, extra: &str) -> String {
     let op = tend::web::hash_password("op-pass").unwrap();
     let viewer = tend::web::hash_password("view-pass").unwrap();
     format!(
@@ -173,14 +190,14 @@ fn web_table(port: u16, extra: &str) -> String {
     )
 }
 
-fn sleeper(name: &str, extra: &str) -> String {
+pub(crate) fn sleeper(name: &str, extra: &str) -> String {
     format!(
         "[services.{name}]\ncommand = [\"sh\", \"-c\", \"echo {name} up; exec sleep 1000\"]\n\
          start_grace = \"100ms\"\nstop_timeout = \"2s\"\n{extra}\n"
     )
 }
 
-fn wait_web(port: u16) {
+pub(crate) fn wait_web(port: u16) {
     wait_for(T, "the status page to answer", || {
         TcpStream::connect(("127.0.0.1", port)).ok()
     });
@@ -576,75 +593,6 @@ fn log_search_filters_pages_redacts_and_refuses_traversal() {
 }
 
 #[test]
-fn tls_with_a_test_certificate() {
-    use std::sync::Arc;
-    let port = free_port();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let body = format!(
-        "{}{}",
-        sleeper("a", ""),
-        web_table(
-            port,
-            "tls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n"
-        )
-    );
-    let world = World::new(&body);
-    std::fs::create_dir_all(world.path().join("tls")).unwrap();
-    std::fs::write(world.path().join("tls/cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(
-        world.path().join("tls/key.pem"),
-        cert.key_pair.serialize_pem(),
-    )
-    .unwrap();
-    let _tend = world.up();
-    wait_web(port);
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
-    let tls_request = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        tcp.set_read_timeout(Some(T)).unwrap();
-        let mut stream = rustls::StreamOwned::new(conn, tcp);
-        request_on(&mut stream, port, method, path, headers, body)
-    };
-    assert_eq!(tls_request("GET", "/api/session", &[], "").status, 401);
-    let body = r#"{"user":"op","password":"op-pass"}"#;
-    let reply = tls_request(
-        "POST",
-        "/api/login",
-        &[("Content-Type", "application/json")],
-        body,
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(
-        reply.header("set-cookie").contains("; Secure"),
-        "Secure under TLS"
-    );
-    // Plain HTTP on the TLS port gets no page.
-    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    plain
-        .write_all(b"GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = plain.read_to_end(&mut raw);
-    assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 401"));
-}
-
-#[test]
 fn live_updates_over_sse() {
     let port = free_port();
     let body = format!("{}{}", sleeper("a", ""), web_table(port, ""));
@@ -682,38 +630,6 @@ fn live_updates_over_sse() {
     tend.signal(libc::SIGTERM);
     let status = tend.wait_exit(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
-}
-
-#[test]
-fn hash_password_prints_a_verifiable_argon2id_hash() {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(TEND)
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let hash = stdout(&out).trim().to_string();
-    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-    assert!(tend::web::verify_password(&hash, "correct horse"));
-    assert!(!tend::web::verify_password(&hash, "correct horse\n"));
-    // An empty password is refused.
-    let out = Command::new(TEND)
-        .arg("hash-password")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
 }
 
 #[test]
