@@ -507,6 +507,13 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                         writeln!(out, "config error (running the last good configuration):")?;
                         writeln!(out, "{error}")?;
                     }
+                    if !snapshot.pending_removals.is_empty() {
+                        writeln!(
+                            out,
+                            "{}",
+                            tend::reload::pending_text(&snapshot.pending_removals)
+                        )?;
+                    }
                     write!(out, "{}", render_status(&snapshot.services, now))?;
                     for r in snapshot
                         .recoveries

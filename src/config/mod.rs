@@ -56,6 +56,9 @@ pub struct Config {
     /// `[[schedule]]` entries in file order: cron expressions with an action, validated (names
     /// unique, expressions compiled, dialog-fetching schedules of one account staggered).
     pub schedules: Vec<crate::schedule::ScheduleSpec>,
+    /// Services the file no longer has but that still run: a reload started by the file watcher keeps
+    /// them (see `watch_removes`) until an explicit `tend reload`. Always empty as loaded from a file.
+    pub pending_removals: Vec<String>,
 }
 
 /// `[web]`: the password-protected status page.
@@ -128,6 +131,12 @@ pub struct SupervisorSettings {
     pub checks_dir: PathBuf,
     /// What SIGTERM/SIGINT (and `tend shutdown` without a flag) do to the services. Default stop.
     pub on_shutdown: OnShutdown,
+    /// How long the watched files must stay unchanged before an edit is applied. Default 1s: editors
+    /// and config tools write in steps, and a half-written file must never be run.
+    pub watch_settle: Duration,
+    /// Whether a reload started by the file watcher may remove services. Default false: a removal
+    /// waits for an explicit `tend reload` (or SIGHUP), so a truncated save never stops a service.
+    pub watch_removes: bool,
 }
 
 /// `on_shutdown`: stop the services with tend (like systemd), or leave them for the next tend to adopt.

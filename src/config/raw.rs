@@ -425,6 +425,8 @@ declare_table! {
         log_ring_lines,
         checks_dir,
         on_shutdown,
+        watch_settle,
+        watch_removes,
     }
 }
 

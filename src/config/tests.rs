@@ -210,6 +210,8 @@ fn default_supervisor(dir: &Path) -> SupervisorSettings {
         log_ring_lines: 5000,
         checks_dir: dir.join("checks"),
         on_shutdown: crate::config::OnShutdown::Stop,
+        watch_settle: Duration::from_secs(1),
+        watch_removes: false,
     }
 }
 
@@ -309,6 +311,7 @@ fn minimal_fixture_fills_every_default() {
         alerts: default_alerts(),
         web: None,
         schedules: Vec::new(),
+        pending_removals: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -367,6 +370,7 @@ fn telethon_fixture_parses_into_the_expected_config() {
         alerts: default_alerts(),
         web: None,
         schedules: Vec::new(),
+        pending_removals: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -611,6 +615,7 @@ fn full_fixture_reads_every_key() {
             log_ring_lines: 10_000,
             checks_dir: drop_ins.clone(),
             on_shutdown: crate::config::OnShutdown::Stop,
+            ..default_supervisor(&dir)
         },
         services: BTreeMap::from([
             ("send_text".to_string(), send_text),
@@ -655,6 +660,7 @@ fn full_fixture_reads_every_key() {
         },
         web: None,
         schedules: Vec::new(),
+        pending_removals: Vec::new(),
     };
     // Check by check first: a difference in one is easier to read than in the whole config.
     for (name, check) in &expected.checks {
@@ -1129,9 +1135,18 @@ fn parse_uses_the_given_path_for_messages_and_resolution() {
          help: add command = [\"program\", \"arg\"] (or a string like \"program arg\", split like a \
          shell would; no shell is run)"
     );
-    let config = parse(Path::new("/etc/tend/supervisor.toml"), "").unwrap();
+    let config = parse(Path::new("/etc/tend/supervisor.toml"), "[supervisor]\n").unwrap();
     assert_eq!(config.supervisor.log_dir, PathBuf::from("/etc/tend/logs"));
     assert!(config.services.is_empty());
+    // No settings at all (an empty file, or only comments): an error, never "run nothing".
+    for empty in ["", "  \n\n", "# all commented out\n"] {
+        let err = parse(Path::new("/etc/tend/supervisor.toml"), empty).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/tend/supervisor.toml: the file is empty"),
+            "{err}"
+        );
+    }
 }
 
 // ----- check files ------------------------------------------------------------------------------

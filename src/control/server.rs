@@ -317,6 +317,7 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                     at_ms: snapshot.at_ms,
                     recoveries: snapshot.recoveries,
                     config_error: snapshot.config_error,
+                    pending_removals: snapshot.pending_removals,
                     services: snapshot
                         .services
                         .into_iter()

@@ -2131,6 +2131,7 @@ impl Supervisor {
             services,
             recoveries,
             config_error: self.config_error.clone(),
+            pending_removals: self.config.pending_removals.clone(),
         }
     }
 
@@ -2140,6 +2141,7 @@ impl Supervisor {
             // `at_ms` changes every time; only publish real changes.
             let changed = current.services != snapshot.services
                 || current.config_error != snapshot.config_error
+                || current.pending_removals != snapshot.pending_removals
                 || current.recoveries.len() != snapshot.recoveries.len()
                 || current
                     .recoveries
