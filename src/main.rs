@@ -231,10 +231,18 @@ fn hash_password() -> anyhow::Result<String> {
 }
 
 fn check(config: &Path) -> u8 {
-    match tend::config::load(config) {
-        Ok(cfg) => {
+    match tend::config::check(config) {
+        Ok((cfg, warnings)) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            let noted = match warnings.len() {
+                0 => String::new(),
+                1 => ", 1 warning".to_string(),
+                n => format!(", {n} warnings"),
+            };
             println!(
-                "{}: ok ({} services, {} groups)",
+                "{}: ok ({} services, {} groups{noted})",
                 config.display(),
                 cfg.services.len(),
                 cfg.groups.len()

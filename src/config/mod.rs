@@ -24,6 +24,7 @@ mod diff;
 mod duration;
 mod envfile;
 mod error;
+mod lint;
 mod raw;
 mod schedules;
 mod suggest;
@@ -374,11 +375,16 @@ pub struct AlertSettings {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
-        path: path.to_path_buf(),
-        source: err,
-    })?;
-    parse(path, &text)
+    parse(path, &lint::read_text(path)?)
+}
+
+/// `tend check`: [`load`], plus the warnings about what may still fail on this machine (a program
+/// missing or not in PATH, a `socket_group` that does not exist), each with file, line and key.
+pub fn check(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
+    let text = lint::read_text(path)?;
+    let config = parse(path, &text)?;
+    let warnings = lint::warnings(&config, &text);
+    Ok((config, warnings))
 }
 
 /// Validates configuration text as if it had been read from `path` (used by tests and by reload). The
