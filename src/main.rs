@@ -255,10 +255,18 @@ fn hash_password(allow_short: bool) -> anyhow::Result<String> {
 }
 
 fn check(config: &Path) -> u8 {
-    match tend::config::load(config) {
-        Ok(cfg) => {
+    match tend::config::check(config) {
+        Ok((cfg, warnings)) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            let noted = match warnings.len() {
+                0 => String::new(),
+                1 => ", 1 warning".to_string(),
+                n => format!(", {n} warnings"),
+            };
             println!(
-                "{}: ok ({} services, {} groups)",
+                "{}: ok ({} services, {} groups{noted})",
                 config.display(),
                 cfg.services.len(),
                 cfg.groups.len()
@@ -530,6 +538,13 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                     if let Some(error) = &snapshot.config_error {
                         writeln!(out, "config error (running the last good configuration):")?;
                         writeln!(out, "{error}")?;
+                    }
+                    if !snapshot.pending_removals.is_empty() {
+                        writeln!(
+                            out,
+                            "{}",
+                            tend::reload::pending_text(&snapshot.pending_removals)
+                        )?;
                     }
                     write!(out, "{}", render_status(&snapshot.services, now))?;
                     for r in snapshot

@@ -1,7 +1,10 @@
 //! Live reload of the configuration: what triggers it (edits of `supervisor.toml`, the env files and
 //! the check drop-ins, SIGHUP, `tend reload`) and the order in which a new configuration is applied.
 //!
-//! One task owns the running configuration's copy here, the file watcher and the SIGHUP stream. A
+//! One task owns the running configuration's copy here, the file watcher and the SIGHUP stream. The
+//! watcher applies the files only once their contents stayed the same for `[supervisor] watch_settle`,
+//! and a reload it starts never removes a service (unless `watch_removes = true`): the removal is kept
+//! pending, in the snapshot, until an explicit `tend reload` or SIGHUP. A
 //! reload is all-or-nothing: the files are parsed and validated completely, and the logs of added
 //! services opened, before anything changes; a broken file only records its error in the core's
 //! snapshot (`tend status`, the page) until a good reload clears it. Applying is the core's job
@@ -12,7 +15,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,11 +27,6 @@ use crate::config::{self, Config};
 use crate::core::{CoreGone, CoreHandle};
 use crate::logs::{LogSettings, ServiceLog};
 use crate::schedule::ScheduleHandle;
-
-/// Quiet time after the last file event before a reload: an editor's save is several events (write a
-/// temp file, rename it over the original, touch the directory), and a save of several files at once
-/// should be one reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Set to `0` to not watch the files at all: reloads then happen only on SIGHUP and `tend reload`
 /// (for operators who want explicit reloads only, and for tests of those triggers).
@@ -241,13 +238,16 @@ impl Reloader {
         mut sighup: Option<tokio::signal::unix::Signal>,
         shutdown: CancellationToken,
     ) {
-        // Set by a relevant file event, pushed back by every further one.
+        // Set by a relevant file event, pushed back by every further one and by every look that
+        // finds the files' contents changed since the last: a file is applied only once it stayed
+        // the same for `watch_settle` (an editor or a config tool writes in steps).
         let mut due: Option<Instant> = None;
+        let mut seen: Option<u64> = None;
         loop {
             tokio::select! {
                 trigger = triggers.recv() => match trigger {
                     Some(Trigger::Apply { why, reply }) => {
-                        let _ = reply.send(self.apply(&why).await);
+                        let _ = reply.send(self.apply(&why, Origin::Explicit).await);
                     }
                     Some(Trigger::Reread { reply }) => {
                         let _ = reply.send(self.reread().await);
@@ -259,17 +259,26 @@ impl Reloader {
                         let relevant = !matches!(event.kind, notify::EventKind::Access(_))
                             && event.paths.iter().any(|p| self.relevant.matches(p));
                         if relevant {
-                            due = Some(Instant::now() + DEBOUNCE);
+                            due = Some(Instant::now() + self.config.supervisor.watch_settle);
+                            seen = Some(self.fingerprint());
                         }
                     }
                     Err(err) => tracing::warn!("watching the configuration files: {err}"),
                 },
                 _ = crate::clock::sleep_until_opt(due) => {
-                    due = None;
-                    let _ = self.apply("the files changed").await;
+                    let now = self.fingerprint();
+                    if seen == Some(now) {
+                        due = None;
+                        seen = None;
+                        let _ = self.apply("the files changed", Origin::Watcher).await;
+                    } else {
+                        // Changed without an event reaching us (or in the same instant): wait again.
+                        due = Some(Instant::now() + self.config.supervisor.watch_settle);
+                        seen = Some(now);
+                    }
                 }
                 _ = crate::process::next_signal(&mut sighup) => {
-                    let _ = self.apply("SIGHUP").await;
+                    let _ = self.apply("SIGHUP", Origin::Explicit).await;
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -310,15 +319,43 @@ impl Reloader {
 
     /// Applies the files, with systemd told: the unit shows "reloading" until READY=1 (no-op outside
     /// systemd; see `host`).
-    async fn apply(&mut self, why: &str) -> Result<String, ReloadError> {
+    async fn apply(&mut self, why: &str, origin: Origin) -> Result<String, ReloadError> {
         crate::host::notify_reloading();
-        let result = self.apply_files(why).await;
+        let result = self.apply_files(why, origin).await;
         crate::host::notify_ready();
         result
     }
 
-    async fn apply_files(&mut self, why: &str) -> Result<String, ReloadError> {
+    /// A hash of the watched files' contents (a missing file hashes as missing), to tell whether they
+    /// stayed the same over the settle time. Config files are small: reading them is cheap.
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut paths: Vec<PathBuf> = self.relevant.files.iter().cloned().collect();
+        if let Some(dir) = &self.relevant.checks_dir {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                let mut drop_ins: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| self.relevant.matches(p))
+                    .collect();
+                drop_ins.sort();
+                paths.extend(drop_ins);
+            }
+        }
+        for path in paths {
+            path.hash(&mut hasher);
+            std::fs::read(&path).ok().hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
+    async fn apply_files(&mut self, why: &str, origin: Origin) -> Result<String, ReloadError> {
         let new = self.load(why).await?;
+        let new = match origin {
+            Origin::Watcher if !new.supervisor.watch_removes => keep_removed(&self.config, new),
+            _ => new,
+        };
         let diff = config::diff(&self.config, &new);
         // The last step that can fail comes before any change: open the new services' logs (with the
         // running tend's log settings: `log_dir` only changes with a restart of tend).
@@ -373,6 +410,92 @@ impl Reloader {
             done.join("\n")
         };
         tracing::info!("configuration reloaded ({why}):\n{text}");
+        if !new.pending_removals.is_empty() {
+            tracing::warn!("{}", pending_text(&new.pending_removals));
+        }
         Ok(text)
+    }
+}
+
+/// Who asked for a reload. Only an explicit one (`tend reload`, SIGHUP) may remove services, unless
+/// `[supervisor] watch_removes = true`: a save caught half-way must never stop anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Watcher,
+    Explicit,
+}
+
+/// `new` with the services that `running` has and `new` lacks put back (with their groups, when the
+/// file lost those too), listed in `pending_removals`; everything else as the file says.
+fn keep_removed(running: &Config, mut new: Config) -> Config {
+    let mut pending = Vec::new();
+    for (name, service) in &running.services {
+        if new.services.contains_key(name) {
+            continue;
+        }
+        if let Some(group) = service.group.as_ref().and_then(|g| running.groups.get(g)) {
+            new.groups
+                .entry(group.name.clone())
+                .or_insert_with(|| group.clone());
+        }
+        new.services.insert(name.clone(), service.clone());
+        pending.push(name.clone());
+    }
+    new.pending_removals = pending;
+    new
+}
+
+/// The line status and the page show while removals wait: `pending: removal of a, b, run \`tend reload\``.
+pub fn pending_text(names: &[String]) -> String {
+    format!(
+        "pending: removal of {}, run `tend reload`",
+        names.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(dir: &Path, text: &str) -> Config {
+        config::parse(&dir.join("supervisor.toml"), text).unwrap()
+    }
+
+    const A: &str = "[services.a]\ncommand = \"sleep 1\"\n";
+    const B_IN_G: &str = "[groups.g]\n[services.b]\ncommand = \"sleep 1\"\ngroup = \"g\"\n";
+
+    #[test]
+    fn a_watcher_reload_keeps_removed_services_and_their_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = parse(dir.path(), &format!("{A}{B_IN_G}"));
+        // (file now, services kept, pending)
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (A, &["a", "b"], &["b"]),
+            (B_IN_G, &["a", "b"], &["a"]),
+            (
+                "[services.c]\ncommand = \"sleep 1\"\n",
+                &["a", "b", "c"],
+                &["a", "b"],
+            ),
+        ];
+        for (file, kept, pending) in table {
+            let merged = keep_removed(&running, parse(dir.path(), file));
+            let names: Vec<&str> = merged.services.keys().map(String::as_str).collect();
+            assert_eq!(&names, kept, "{file}");
+            assert_eq!(&merged.pending_removals, pending, "{file}");
+            assert!(merged.groups.contains_key("g"), "b's group kept: {file}");
+            // The merged configuration is what the core runs: applying it removes nothing.
+            assert!(config::diff(&running, &merged).services_removed.is_empty());
+        }
+        let same = keep_removed(&running, parse(dir.path(), &format!("{A}{B_IN_G}")));
+        assert!(same.pending_removals.is_empty());
+    }
+
+    #[test]
+    fn the_pending_line_names_every_service_and_the_fix() {
+        assert_eq!(
+            pending_text(&["a".into(), "b".into()]),
+            "pending: removal of a, b, run `tend reload`"
+        );
     }
 }

@@ -24,6 +24,7 @@ mod diff;
 mod duration;
 mod envfile;
 mod error;
+mod lint;
 mod raw;
 mod reader;
 mod schedules;
@@ -56,6 +57,9 @@ pub struct Config {
     /// `[[schedule]]` entries in file order: cron expressions with an action, validated (names
     /// unique, expressions compiled, dialog-fetching schedules of one account staggered).
     pub schedules: Vec<crate::schedule_rules::ScheduleSpec>,
+    /// Services the file no longer has but that still run: a reload started by the file watcher keeps
+    /// them (see `watch_removes`) until an explicit `tend reload`. Always empty as loaded from a file.
+    pub pending_removals: Vec<String>,
 }
 
 /// `[web]`: the password-protected status page.
@@ -195,6 +199,12 @@ pub struct SupervisorSettings {
     /// FloodWait) are multiplied by this before tend acts on them. Default 1; the emulator's
     /// `--time-scale` in tests and benches, whose services print model seconds.
     pub output_time_scale: f64,
+    /// How long the watched files must stay unchanged before an edit is applied. Default 1s: editors
+    /// and config tools write in steps, and a half-written file must never be run.
+    pub watch_settle: Duration,
+    /// Whether a reload started by the file watcher may remove services. Default false: a removal
+    /// waits for an explicit `tend reload` (or SIGHUP), so a truncated save never stops a service.
+    pub watch_removes: bool,
 }
 
 /// `on_shutdown`: stop the services with tend (like systemd), or leave them for the next tend to adopt.
@@ -443,11 +453,16 @@ pub struct AlertSettings {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
-        path: path.to_path_buf(),
-        source: err,
-    })?;
-    parse(path, &text)
+    parse(path, &lint::read_text(path)?)
+}
+
+/// `tend check`: [`load`], plus the warnings about what may still fail on this machine (a program
+/// missing or not in PATH, a `socket_group` that does not exist), each with file, line and key.
+pub fn check(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
+    let text = lint::read_text(path)?;
+    let config = parse(path, &text)?;
+    let warnings = lint::warnings(&config, &text);
+    Ok((config, warnings))
 }
 
 /// Validates configuration text as if it had been read from `path` (used by tests and by reload). The

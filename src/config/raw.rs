@@ -426,6 +426,8 @@ declare_table! {
         checks_dir,
         on_shutdown,
         output_time_scale,
+        watch_settle,
+        watch_removes,
     }
 }
 

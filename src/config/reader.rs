@@ -104,6 +104,17 @@ impl Validator {
             }
             Some(_) => {}
         }
+        if let Some(index) = argv.iter().position(|arg| arg.contains('\0')) {
+            // The kernel takes C strings: a NUL would cut the argument short (Rust refuses to spawn).
+            self.value_error(
+                field,
+                format!(
+                    "`command` element {} contains a NUL byte (\\u0000)",
+                    index + 1
+                ),
+                Some("remove the NUL character; arguments cannot contain one".to_string()),
+            );
+        }
         argv
     }
 

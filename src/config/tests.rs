@@ -211,6 +211,8 @@ fn default_supervisor(dir: &Path) -> SupervisorSettings {
         checks_dir: dir.join("checks"),
         on_shutdown: crate::config::OnShutdown::Stop,
         output_time_scale: 1.0,
+        watch_settle: Duration::from_secs(1),
+        watch_removes: false,
     }
 }
 
@@ -312,6 +314,7 @@ fn minimal_fixture_fills_every_default() {
         alerts: default_alerts(),
         web: None,
         schedules: Vec::new(),
+        pending_removals: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -373,6 +376,7 @@ fn telethon_fixture_parses_into_the_expected_config() {
         alerts: default_alerts(),
         web: None,
         schedules: Vec::new(),
+        pending_removals: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -621,6 +625,7 @@ fn full_fixture_reads_every_key() {
             checks_dir: drop_ins.clone(),
             on_shutdown: crate::config::OnShutdown::Stop,
             output_time_scale: 0.01,
+            ..default_supervisor(&dir)
         },
         services: BTreeMap::from([
             ("send_text".to_string(), send_text),
@@ -669,6 +674,7 @@ fn full_fixture_reads_every_key() {
         },
         web: None,
         schedules: Vec::new(),
+        pending_removals: Vec::new(),
     };
     // Check by check first: a difference in one is easier to read than in the whole config.
     for (name, check) in &expected.checks {
@@ -1143,9 +1149,18 @@ fn parse_uses_the_given_path_for_messages_and_resolution() {
          help: add command = [\"program\", \"arg\"] (or a string like \"program arg\", split like a \
          shell would; no shell is run)"
     );
-    let config = parse(Path::new("/etc/tend/supervisor.toml"), "").unwrap();
+    let config = parse(Path::new("/etc/tend/supervisor.toml"), "[supervisor]\n").unwrap();
     assert_eq!(config.supervisor.log_dir, PathBuf::from("/etc/tend/logs"));
     assert!(config.services.is_empty());
+    // No settings at all (an empty file, or only comments): an error, never "run nothing".
+    for empty in ["", "  \n\n", "# all commented out\n"] {
+        let err = parse(Path::new("/etc/tend/supervisor.toml"), empty).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/tend/supervisor.toml: the file is empty"),
+            "{err}"
+        );
+    }
 }
 
 // ----- check files ------------------------------------------------------------------------------
@@ -1512,4 +1527,93 @@ fn web_problems_are_all_reported() {
     let ok =
         "[services.a]\ncommand = \"x\"\n[web]\nlisten = \"0.0.0.0:80\"\nallow_plain_http = true\n";
     assert!(load_text(&dir, ok).unwrap().web.unwrap().allow_plain_http);
+}
+
+// ----- tend check: warnings and unreadable files -------------------------------------------------
+
+/// `check` on `text` written as `dir/supervisor.toml`: the warnings, rendered.
+fn check_warnings(dir: &Path, text: &str) -> Vec<String> {
+    let path = dir.join("supervisor.toml");
+    std::fs::write(&path, text).unwrap();
+    let (_, warnings) = super::check(&path).unwrap();
+    warnings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn check_warns_about_programs_and_groups_this_machine_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = "[services.a]\ncommand = \"sh -c true\"\n";
+    assert!(check_warnings(dir.path(), ok).is_empty());
+    // (file, the one warning's start, a word of its help)
+    let table: &[(&str, &str, &str)] = &[
+        (
+            "[services.a]\ncommand = [\"/nonexistent/bin/prog\", \"x\"]\n",
+            "supervisor.toml:2:11: services.a.command: /nonexistent/bin/prog does not exist",
+            "install",
+        ),
+        (
+            "[services.a]\ncommand = \"no-such-program-tend-test --flag\"\n",
+            "supervisor.toml:2:11: services.a.command: `no-such-program-tend-test` is not in PATH here",
+            "PATH may differ",
+        ),
+        (
+            "[supervisor]\nsocket_group = \"no-such-group-tend\"\n[services.a]\ncommand = \"true\"\n",
+            "supervisor.toml:2:16: supervisor.socket_group: group `no-such-group-tend` does not exist",
+            "groupadd",
+        ),
+    ];
+    for (text, start, help) in table {
+        let warnings = check_warnings(dir.path(), text);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let shown = warnings[0].replace(&dir.path().display().to_string(), "");
+        assert!(shown.starts_with(&format!("/{start}")), "{shown}");
+        assert!(shown.contains(help), "{shown}");
+    }
+}
+
+#[test]
+fn a_nul_byte_in_a_command_is_an_error_with_its_line() {
+    let err = parse(
+        Path::new("/etc/tend/supervisor.toml"),
+        "[services.a]\ncommand = [\"sleep\", \"1\\u0000\"]\n",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("/etc/tend/supervisor.toml:2:11: services.a.command: ")
+            && text.contains("`command` element 2 contains a NUL byte"),
+        "{text}"
+    );
+    assert!(text.contains("help: remove the NUL"), "{text}");
+}
+
+#[test]
+fn a_directory_or_a_file_in_another_encoding_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = super::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(err.contains("supervisor.toml"), "{err}");
+    let text = "[services.a]\ncommand = \"true\"\n";
+    let utf16le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let with_bom = |bom: &[u8], body: &[u8]| [bom, body].concat();
+    // (contents, what the message must say)
+    let table: Vec<(Vec<u8>, &str)> = vec![
+        (with_bom(&[0xFF, 0xFE], &utf16le), "is UTF-16 text"),
+        (utf16le.clone(), "looks like UTF-16 text"),
+        (
+            with_bom(&[0xEF, 0xBB, 0xBF], text.as_bytes()),
+            "UTF-8 byte-order mark",
+        ),
+        (
+            b"[services.a]\ncommand = \"\xff\"\n".to_vec(),
+            "is not UTF-8 text (invalid byte at offset 24)",
+        ),
+    ];
+    let path = dir.path().join("supervisor.toml");
+    for (bytes, says) in table {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = super::load(&path).unwrap_err().to_string();
+        assert!(err.contains(says), "{says}: {err}");
+        assert!(err.contains("help:"), "{err}");
+    }
 }

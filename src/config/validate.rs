@@ -51,6 +51,7 @@ const DEFAULT_LOG_RING_LINES: i64 = 5_000;
 const LOG_RING_LINES_RANGE: RangeInclusive<i64> = 10..=1_000_000;
 const DEFAULT_START_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_WATCH_SETTLE: Duration = Duration::from_secs(1);
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
@@ -102,6 +103,19 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     };
 
+    if root.entries.is_empty() {
+        // A file cut short by a save in progress (or emptied by mistake) would run no service at
+        // all: never a valid configuration.
+        v.report.file_error(
+            "the file is empty (no settings at all)",
+            Some(
+                "a configuration needs at least one [services.NAME] with a command; if a save was \
+                 cut short, write the file again (tend keeps running the last good configuration)"
+                    .to_string(),
+            ),
+        );
+        return Err(v.report.into_error());
+    }
     let file = RawFile::read(&root, "", &mut v.report);
     let (supervisor, mut check_files) = v.supervisor(file.supervisor.as_ref());
     // `checks_dir = "."` lists supervisor.toml itself, which is not a check file.
@@ -146,6 +160,7 @@ pub fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         alerts,
         web,
         schedules,
+        pending_removals: Vec::new(),
     })
 }
 
@@ -241,6 +256,10 @@ impl Validator {
             output_time_scale: self
                 .output_time_scale(raw.output_time_scale.as_ref())
                 .unwrap_or(1.0),
+            watch_settle: self
+                .duration(raw.watch_settle.as_ref())
+                .unwrap_or(DEFAULT_WATCH_SETTLE),
+            watch_removes: self.boolean(raw.watch_removes.as_ref()).unwrap_or(false),
         };
         (settings, check_files)
     }

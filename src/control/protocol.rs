@@ -110,7 +110,8 @@ pub enum Response {
         pid: u32,
     },
     Status {
-        snapshot: Snapshot,
+        /// Boxed: by far the largest reply, and most replies are small.
+        snapshot: Box<Snapshot>,
     },
     Actions {
         results: Vec<ActionResult>,

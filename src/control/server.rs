@@ -316,17 +316,18 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
         },
         Request::Status { names } => match resolve_names(&snapshot, &names, true) {
             Ok(names) => Response::Status {
-                snapshot: Snapshot {
+                snapshot: Box::new(Snapshot {
                     at_ms: snapshot.at_ms,
                     recoveries: snapshot.recoveries,
                     accounts: snapshot.accounts,
                     config_error: snapshot.config_error,
+                    pending_removals: snapshot.pending_removals,
                     services: snapshot
                         .services
                         .into_iter()
                         .filter(|s| names.contains(&s.name))
                         .collect(),
-                },
+                }),
             },
             Err(reply) => reply,
         },

@@ -222,6 +222,10 @@ pub struct Snapshot {
     /// The running configuration is the last good one meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// Services the file no longer has that still run, because the file watcher's reload may not
+    /// remove them (see `watch_removes`): they go with an explicit `tend reload`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_removals: Vec<String>,
 }
 
 /// What became of a command on one service.

@@ -1,5 +1,5 @@
 //! Operating-system side of running a service: spawning it in its own process group, signalling the
-//! group, finding who holds a port, and reaping orphans.
+//! group, finding who holds a port, reaping orphans, and writing an executable that is about to run.
 //!
 //! This module performs system calls and nothing else: it keeps no service state and makes no decisions.
 //! The core tells it what to do and owns every pid it gets back.
@@ -15,11 +15,13 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 mod bounded;
+mod install;
 mod pipes;
 mod port;
 mod watch;
 
 pub use bounded::{run_bounded, BoundedError, Finished};
+pub use install::write_executable;
 pub use pipes::{remove_unused as remove_unused_pipes, OutputPipes, PIPE_BUFFER_BYTES};
 pub use port::{port_holder, PortHolder};
 pub use watch::{ExitStatus, ExitWatch, ProcessIdentity};

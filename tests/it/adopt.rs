@@ -51,7 +51,8 @@ fn counter(world: &World) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every number from `from` to `to` exactly once, in order.
+/// Every number from `from` to `to` exactly once, in order. Lines past `to` are not judged: the
+/// writer goes on while the log is read.
 fn assert_contiguous(ticks: &[u64], from: u64, to: u64) {
     // The writer goes on while the log is read: lines past `to` may or may not be there yet.
     let window: Vec<u64> = ticks
@@ -171,18 +172,11 @@ fn reexec_runs_the_new_binary_and_a_broken_one_is_refused() {
 
 /// Puts a copy of `from` at `to` as a new file (rename over the old one, as package managers do).
 fn install(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    let tmp = to.with_extension("new");
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
+    install_executable(&std::fs::read(from).unwrap(), to);
 }
 
 fn install_text(text: &str, to: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = to.with_extension("new");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
+    install_executable(text.as_bytes(), to);
 }
 
 #[test]

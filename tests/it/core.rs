@@ -434,7 +434,9 @@ log_keep = 20
 "#;
     let world = World::new(body);
     let _tend = world.up();
-    let count = |world: &World| -> (usize, usize) {
+    // While tend writes, a file listed may be rotated away before it is read: that pass counts
+    // nothing (`None`) and the wait tries again; once the burst is over the files hold still.
+    let count = |world: &World| -> Option<(usize, usize)> {
         let mut out = 0;
         let mut err = 0;
         let dir = world.path().join("logs");
@@ -443,7 +445,12 @@ log_keep = 20
             if !name.starts_with("burst.log") {
                 continue;
             }
-            for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let text = match std::fs::read_to_string(entry.path()) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(e) => panic!("reading {}: {e}", entry.path().display()),
+            };
+            for line in text.lines() {
                 match line.split(' ').nth(1) {
                     Some("out") => out += 1,
                     Some("err") => err += 1,
@@ -451,11 +458,10 @@ log_keep = 20
                 }
             }
         }
-        (out, err)
+        Some((out, err))
     };
     let counted = wait_for(Duration::from_secs(30), "every line on disk", || {
-        let c = count(&world);
-        (c == (50_000, 50_000)).then_some(c)
+        count(&world).filter(|&c| c == (50_000, 50_000))
     });
     assert_eq!(counted, (50_000, 50_000));
 }

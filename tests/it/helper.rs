@@ -66,11 +66,15 @@ impl World {
 
     /// Like `write_config`, with extra `[supervisor]` keys.
     pub fn write_config_with(&self, supervisor: &str, body: &str) {
-        let extra = if supervisor.is_empty() {
+        let mut extra = if supervisor.is_empty() {
             String::new()
         } else {
             format!("{supervisor}\n")
         };
+        // Edits apply once the file held still this long (the default, 1 s, is for editors).
+        if !supervisor.contains("watch_settle") {
+            extra.push_str("watch_settle = \"200ms\"\n");
+        }
         let text =
             format!("[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{extra}\n{body}");
         std::fs::write(self.config_path(), text).unwrap();
@@ -383,10 +387,8 @@ pub fn send_text(port: u16, chat: serde_json::Value) -> u16 {
 impl World {
     /// Writes an executable `sh` script into the world's directory; returns its path.
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let path = self.path().join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        install_executable(format!("#!/bin/sh\n{body}\n").as_bytes(), &path);
         path
     }
 
@@ -553,4 +555,12 @@ impl Drop for Receiver {
             let _ = thread.join();
         }
     }
+}
+
+/// Writes an executable file at `path` (replacing it by rename) without this process ever holding it
+/// open for writing: see [`tend::process::write_executable`] (ETXTBSY otherwise).
+pub fn install_executable(contents: &[u8], path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    tend::process::write_executable(path, contents)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }

@@ -62,7 +62,19 @@ fn a_service_added_to_the_file_starts_and_one_removed_stops() {
     );
     assert_eq!(pid_of(&world, "a"), a, "a was not touched");
 
+    // The watcher never removes a service: the removal waits for an explicit `tend reload`.
     world.write_config(&sleeper("b", "up", ""));
+    wait_for(T, "a's removal pending", || {
+        (world.status().pending_removals == ["a"]).then_some(())
+    });
+    assert!(pid_alive(a), "a save stopped a");
+    let table = stdout(&world.tend(&["status"]));
+    assert!(
+        table.contains("pending: removal of a, run `tend reload`"),
+        "{table}"
+    );
+    let out = world.tend(&["reload"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     wait_for(T, "a gone from the status", || {
         world
             .status()
@@ -346,5 +358,141 @@ fn new_log_limits_apply_to_the_running_log_without_a_restart() {
         world.service("chatty").pid,
         Some(pid),
         "the service was restarted"
+    );
+}
+
+/// a and b running, each with its pid.
+fn two_running(world: &World) -> (u32, u32) {
+    (pid_of(world, "a"), pid_of(world, "b"))
+}
+
+#[test]
+fn an_empty_file_stops_nothing_and_is_reported() {
+    let body = format!("{}{}", sleeper("a", "up", ""), sleeper("b", "up", ""));
+    let world = World::new(&body);
+    let _tend = world.up();
+    let (a, b) = two_running(&world);
+
+    std::fs::write(world.config_path(), "").unwrap();
+    let error = wait_for(T, "the empty file reported", || world.status().config_error);
+    assert!(error.contains("the file is empty"), "{error}");
+    assert_eq!(
+        two_running(&world),
+        (a, b),
+        "an empty file stopped a service"
+    );
+    let out = world.tend(&["check"]);
+    assert_ne!(code(&out), 0, "tend check accepted an empty file");
+
+    world.write_config(&body);
+    wait_for(T, "the error cleared", || {
+        world.status().config_error.is_none().then_some(())
+    });
+    assert_eq!(two_running(&world), (a, b));
+}
+
+#[test]
+fn a_truncated_but_valid_save_removes_nothing_until_an_explicit_reload() {
+    let world = World::new(&format!(
+        "{}{}",
+        sleeper("a", "up", ""),
+        sleeper("b", "up", "")
+    ));
+    let tend = world.up();
+    let (a, b) = two_running(&world);
+
+    // Cut short after a's table: valid TOML, valid configuration, without b.
+    world.write_config(&sleeper("a", "up", ""));
+    wait_for(T, "b's removal pending", || {
+        (world.status().pending_removals == ["b"]).then_some(())
+    });
+    assert_eq!(two_running(&world), (a, b), "a truncated save stopped b");
+    assert!(
+        tend.stderr().contains("pending: removal of b"),
+        "{}",
+        tend.stderr()
+    );
+
+    // The rest of the file arrives: nothing pending, nothing restarted.
+    world.write_config(&format!(
+        "{}{}",
+        sleeper("a", "up", ""),
+        sleeper("b", "up", "")
+    ));
+    wait_for(T, "nothing pending", || {
+        world.status().pending_removals.is_empty().then_some(())
+    });
+    assert_eq!(two_running(&world), (a, b));
+    assert_eq!(reasons(&world, "b"), vec!["initial"]);
+}
+
+#[test]
+fn watch_removes_lets_the_watcher_remove() {
+    let world = World::new(&format!(
+        "{}{}",
+        sleeper("a", "up", ""),
+        sleeper("b", "up", "")
+    ));
+    let _tend = world.up();
+    let (a, b) = two_running(&world);
+    world.write_config_with("watch_removes = true", &sleeper("a", "up", ""));
+    wait_for(T, "b stopped by the watcher", || {
+        (!pid_alive(b)).then_some(())
+    });
+    assert!(world.status().pending_removals.is_empty());
+    assert_eq!(pid_of(&world, "a"), a);
+}
+
+#[test]
+fn a_save_written_in_three_chunks_with_pauses_is_applied_once_whole() {
+    use std::io::Write;
+    let world = World::new(&format!(
+        "{}{}",
+        sleeper("a", "up", ""),
+        sleeper("b", "up", "")
+    ));
+    let tend = world.up();
+    let (a, b) = two_running(&world);
+
+    // A config tool writing in steps: each pause is far shorter than the settle time. The states in
+    // between are valid-but-truncated (no b) and broken (c half-written): neither may be applied.
+    let header =
+        "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\nwatch_settle = \"1s\"\n\n";
+    let c = sleeper("c", "up", "");
+    let (c_head, c_tail) = c.split_at(c.find("command").unwrap() + 4);
+    let chunks = [
+        format!("{header}{}", sleeper("a", "up", "")),
+        format!("{}{c_head}", sleeper("b", "up", "")),
+        c_tail.to_string(),
+    ];
+    let mut file = std::fs::File::create(world.config_path()).unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            // The writer's pause, part of the scenario (not a wait for tend).
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        file.write_all(chunk.as_bytes()).unwrap();
+        file.flush().unwrap();
+    }
+    drop(file);
+    let c_pid = pid_of(&world, "c");
+    assert!(pid_alive(c_pid));
+    assert_eq!(
+        two_running(&world),
+        (a, b),
+        "a step of the save stopped a service"
+    );
+    assert_eq!(reasons(&world, "b"), vec!["initial"]);
+    let logged = tend.stderr();
+    assert_eq!(
+        logged
+            .matches("configuration reloaded (the files changed)")
+            .count(),
+        1,
+        "{logged}"
+    );
+    assert!(
+        !logged.contains("reload (the files changed) failed"),
+        "{logged}"
     );
 }

@@ -224,11 +224,21 @@ impl Account {
     /// Runs `f` on the state under the account lock, then writes the state back (if it changed) and
     /// appends the events `f` pushed. Blocking, but the critical section is a few small file operations.
     pub fn transact<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> Result<R, SimError> {
+        self.transact_dated(None, f)
+    }
+
+    /// [`Account::transact`] dated at the wall-clock instant `at_wall_ms` instead of now (the start-up
+    /// sweep, dated from the process's birth: see [`super::clock::birth_wall_ms`]).
+    pub fn transact_dated<R>(
+        &self,
+        at_wall_ms: Option<i64>,
+        f: impl FnOnce(&mut Txn<'_>) -> R,
+    ) -> Result<R, SimError> {
         let _lock = lock(&self.paths.lock)?;
         let mut state = read_state(&self.paths.state)?.unwrap_or_default();
         state.rebase(self.clock.scale());
         let before = state.clone();
-        let now = self.clock.now_ms();
+        let now = at_wall_ms.map_or_else(|| self.clock.now_ms(), |w| self.clock.model_ms_at(w));
         state.decay(now, &self.params);
         let mut txn = Txn {
             state: &mut state,
@@ -238,7 +248,7 @@ impl Account {
         let out = f(&mut txn);
         let mut events = txn.events;
         if !events.is_empty() {
-            let wall = wall_ms();
+            let wall = at_wall_ms.unwrap_or_else(wall_ms);
             for e in &mut events {
                 e.ts_ms = now;
                 e.wall_ms = wall;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::account::{Account, Cause, Event, EventKind};
-use super::clock::{ModelClock, Pacer};
+use super::clock::{wall_ms, ModelClock, Pacer};
 use super::flood::{AccountState, Reply, SweepKind};
 use super::log::Logger;
 use super::rpc::{Method, RpcError};
@@ -28,6 +28,9 @@ pub struct Client {
     page_s: f64,
     /// Telethon's `_flood_waited_requests`: method → model ms the known flood ends.
     flood_waited: Mutex<HashMap<Method, i64>>,
+    /// Wall-clock ms the start-up sweep is dated at: the process's birth plus the nominal connect time
+    /// (see [`super::clock::birth_wall_ms`] for why); `None` dates it when it runs.
+    startup_at_wall_ms: Option<i64>,
 }
 
 impl Client {
@@ -37,6 +40,7 @@ impl Client {
         log: Logger,
         threshold: u64,
         page_s: f64,
+        startup_at_wall_ms: Option<i64>,
     ) -> Self {
         Client {
             account,
@@ -45,6 +49,7 @@ impl Client {
             threshold,
             page_s,
             flood_waited: Mutex::new(HashMap::new()),
+            startup_at_wall_ms,
         }
     }
 
@@ -52,9 +57,14 @@ impl Client {
     /// dialogs now include.
     pub async fn sweep(&self, cause: Cause, pages: u32) -> Result<Vec<i64>, RpcError> {
         let params = *self.account.params();
+        // Never later than now: a birth read a tick late must not date the sweep in the future.
+        let dated = match cause {
+            Cause::Startup => self.startup_at_wall_ms.map(|at| at.min(wall_ms())),
+            _ => None,
+        };
         let plan = self
             .account
-            .transact(|t| {
+            .transact_dated(dated, |t| {
                 let plan = t
                     .state
                     .begin_sweep(t.now, &params, SweepKind::Full { pages });

@@ -196,6 +196,8 @@ impl Sim {
             log.clone(),
             cfg.flood_sleep_threshold,
             cfg.page_s,
+            super::clock::birth_wall_ms()
+                .map(|born| born + clock.real(CONNECT_S).as_millis() as i64),
         );
         let universe = Universe::generate(cfg.seed, &cfg.account, cfg.dialogs);
         let service_salt = match cfg.service {

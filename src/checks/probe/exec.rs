@@ -187,8 +187,8 @@ mod tests {
         /// Writes an executable shell script and returns its spec (1 s timeout).
         fn script(&self, name: &str, body: &str) -> ExecSpec {
             let path = self.path().join(name);
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            crate::process::write_executable(&path, format!("#!/bin/sh\n{body}\n").as_bytes())
+                .unwrap();
             ExecSpec {
                 program: PathBuf::from(name),
                 args: Vec::new(),

@@ -80,6 +80,7 @@ impl Supervisor {
             recoveries,
             accounts,
             config_error: self.config_error.clone(),
+            pending_removals: self.config.pending_removals.clone(),
         }
     }
 
@@ -96,6 +97,7 @@ impl Supervisor {
                     .zip(&snapshot.accounts)
                     .any(|(a, b)| a.model != b.model)
                 || current.config_error != snapshot.config_error
+                || current.pending_removals != snapshot.pending_removals
                 || current.recoveries.len() != snapshot.recoveries.len()
                 || current
                     .recoveries
