@@ -272,7 +272,9 @@ impl Book {
                 } else {
                     Some(now_ms)
                 },
-                next_ms: None,
+                // Known before the runner's first tick, so a `tend schedules` right after start
+                // already shows it (the tick then decides about missed runs).
+                next_ms: schedule.next_after(now_ms),
                 running: None,
                 runs: saved
                     .map(|s| s.runs.iter().cloned().collect())
