@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::checks::probe::{ProbeResult, Status};
+use crate::check_result::{ProbeResult, Status};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::logs::ServiceLog;
@@ -45,7 +45,7 @@ impl ShutdownMode {
     /// As PID 1, always `Stop`: the services end with tend's pid namespace, nothing could adopt them.
     pub fn configured(config: &Config) -> ShutdownMode {
         match config.supervisor.on_shutdown {
-            crate::config::OnShutdown::KeepServices if !crate::host::is_pid1() => {
+            crate::config::OnShutdown::KeepServices if !crate::process::is_pid1() => {
                 ShutdownMode::KeepServices
             }
             _ => ShutdownMode::Stop,

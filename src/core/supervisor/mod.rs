@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::probe::Status;
+use crate::check_result::Status;
 use crate::clock::{human_ms, Clock, Millis};
 use crate::config::{Config, FailAction, ServiceConfig};
 use crate::core::flood_model::Observation;
