@@ -39,6 +39,9 @@ pub enum StartReason {
     Reload,
     /// The staged flood-wait recovery.
     Recovery,
+    /// Up but useless: telethon raised a flood wait at start-up (over 60 s), leaving HTTP up and the
+    /// dialog cache empty. Restarted through its group's queue once the account's wait is over.
+    Zombie,
     /// Not a start: a forced dialog-cache reload (`POST /reload_cache`). It fetches every dialog like a
     /// start does, so it is recorded in the same history and counts against the same spacing and budget.
     ReloadCache { by: String },
@@ -58,6 +61,7 @@ impl std::fmt::Display for StartReason {
             StartReason::Schedule { entry } => write!(f, "schedule {entry}"),
             StartReason::Reload => write!(f, "config reload"),
             StartReason::Recovery => write!(f, "flood recovery"),
+            StartReason::Zombie => write!(f, "stuck after a raised flood wait"),
             StartReason::ReloadCache { by } => write!(f, "cache reload by {by}"),
         }
     }

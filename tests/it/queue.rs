@@ -112,7 +112,7 @@ fn a_known_account_flood_wait_holds_a_manual_start_unless_forced() {
 min_start_spacing = "1ms"
 
 [services.flooded]
-command = ["sh", "-c", "echo 'telethon.errors.rpcerrorlist.FloodWaitError: A wait of 300 seconds is required (caused by GetDialogsRequest)' >&2; exec sleep 1000"]
+command = ["sh", "-c", "echo 'INFO:telethon.client.users:Sleeping for 300s (0:05:00) on GetDialogsRequest flood wait' >&2; exec sleep 1000"]
 group = "acct"
 start_grace = "50ms"
 
@@ -156,4 +156,54 @@ timeout = "80ms"
     assert!(starts[0].forced, "{starts:?}");
     let table = stdout(&world.tend(&["status"]));
     assert!(table.contains("account acct: "), "{table}");
+}
+
+/// After a raised flood wait at start-up the service is up but useless (HTTP up, no dialogs): it is
+/// restarted through the queue once the account's wait is over, not left alone.
+#[test]
+fn a_zombie_is_restarted_once_the_accounts_wait_is_over() {
+    let world = World::new("");
+    // Durations the services print are read at a tenth: the 20 s wait is 2 s here.
+    world.write_config_with(
+        "output_time_scale = 0.1",
+        r#"
+[groups.acct]
+min_start_spacing = "1ms"
+
+[services.stuck]
+command = ["sh", "-c", "if [ -e once ]; then exec sleep 1000; fi; touch once; echo 'telethon.errors.rpcerrorlist.FloodWaitError: A wait of 20 seconds is required (caused by GetDialogsRequest)' >&2; exec sleep 1000"]
+group = "acct"
+start_grace = "50ms"
+min_restart_interval = "1h"
+
+[checks.errors]
+kind = "log"
+interval = "100ms"
+timeout = "80ms"
+"#,
+    );
+    let _tend = world.up();
+    let first = world.wait_state("stuck", ServiceState::Running, T);
+    let flooded = wait_for(T, "the raised flood wait seen", || {
+        let s = world.service("stuck");
+        s.message
+            .filter(|m| m.contains("stuck after a raised flood wait"))
+            .map(|_| tend::clock::Clock::new().now_ms())
+    });
+    let restarted = wait_for(T, "the zombie's restart", || {
+        let s = world.service("stuck");
+        (s.pid.is_some() && s.pid != first.pid && s.state.has_process()).then_some(s)
+    });
+    assert_eq!(
+        restarted.last_start.as_ref().map(|r| r.reason.clone()),
+        Some(tend::state::StartReason::Zombie)
+    );
+    // Not before the account's wait (2 s from the report) was over; min_restart_interval did not hold it.
+    let since = restarted.since_ms.unwrap();
+    assert!(
+        since >= flooded + 1_000,
+        "restarted {} ms after the report",
+        since - flooded
+    );
+    assert!(restarted.message.is_none(), "{:?}", restarted.message);
 }

@@ -333,9 +333,11 @@ impl Supervisor {
             .values()
             .filter_map(|r| r.wakeup())
             .map(|ms| self.clock.instant_at(ms));
+        let zombies = self.zombie_wake().map(|ms| self.clock.instant_at(ms));
         self.services
             .values()
             .filter_map(|s| s.timer.map(|(at, _)| at))
+            .chain(zombies)
             .chain(self.services.values().filter_map(|s| s.reload_restart))
             .chain(recoveries)
             .min()
@@ -343,6 +345,7 @@ impl Supervisor {
 
     fn fire_timers(&mut self) {
         let now_ms = self.clock.now_ms();
+        self.wake_zombies(now_ms);
         let due: Vec<String> = self
             .persisted
             .recoveries
@@ -436,7 +439,10 @@ impl Supervisor {
             return;
         }
         service.state = to;
-        if !matches!(to, ServiceState::Waiting | ServiceState::Backoff) && service.queued {
+        let waits = matches!(to, ServiceState::Waiting | ServiceState::Backoff);
+        // A zombie waits in the queue with its process up (see `Service::zombie_since`).
+        let zombie = service.zombie_since.is_some() && to.has_process();
+        if !waits && !zombie && service.queued {
             // Out of the waiting states is out of the group's queue (stopped, started, fatal).
             service.queued = false;
             service.slot = None;
