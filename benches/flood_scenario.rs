@@ -51,7 +51,8 @@ enum Step {
     Hang(usize, i64),
     /// Someone else on the account runs a full dialog sweep.
     ExternalSweep,
-    /// A send to a chat the cache does not know (a mini refresh when its cooldown allows).
+    /// A send to a chat the cache does not know (a mini refresh when its cooldown allows). The body
+    /// is `/send_text`'s: use it on send_text.
     CacheMiss(usize),
 }
 
