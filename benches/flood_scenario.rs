@@ -155,6 +155,47 @@ fn tend_group() -> String {
     )
 }
 
+/// The start queue with the account's flood model in charge: no fixed spacing (the model's prior
+/// window is 10 minutes until the account says otherwise), a one-minute `min_restart_interval`, the
+/// default 30 s `flood_tolerance`, and the emulator's time scale for what the services print.
+fn queue_policy() -> String {
+    format!(
+        "group = \"telegram\"\nmin_restart_interval = \"{}\"\n[SERVICE.backoff]\ninitial = \"{}\"\nmax = \"{}\"\ngive_up_after = 0",
+        scaled(60.0),
+        scaled(10.0),
+        scaled(900.0)
+    )
+}
+
+fn queue_group() -> String {
+    format!(
+        "[groups.telegram]\nmin_start_spacing = \"0s\"\nmax_starts = 6\nwindow = \"{}\"\nsweep_after = \"{}\"\n",
+        scaled(3600.0),
+        scaled(20.0)
+    )
+}
+
+/// Which supervisor runs a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// The shipped supervisor.toml's policy (fixed 11-minute spacing).
+    Shipped,
+    /// The start queue and flood model, without the fixed spacing.
+    Queue,
+    /// `restart = "always"` at once.
+    Naive,
+}
+
+impl Policy {
+    fn label(self) -> &'static str {
+        match self {
+            Policy::Shipped => "tend",
+            Policy::Queue => "tend-queue",
+            Policy::Naive => "naive",
+        }
+    }
+}
+
 /// `restart = "always"` with no spacing: restart at once.
 const NAIVE_POLICY: &str = r#"[SERVICE.backoff]
 initial = "1ms"
@@ -229,29 +270,33 @@ fn refuse_marker(dir: &Path, service: &str) -> PathBuf {
 
 /// [`run`], once more if nothing started at all (a `tend up` that did not come up on a loaded
 /// machine says nothing about the policy); the table says so.
-fn run_checked(scenario: &Scenario, with_group: bool) -> Figures {
-    let figures = run(scenario, with_group);
+fn run_checked(scenario: &Scenario, policy: Policy) -> Figures {
+    let figures = run(scenario, policy);
     if figures.sweeps > 0 {
         return figures;
     }
     println!(
         "  ({} run of {}: no start at all, run again)",
-        if with_group { "tend" } else { "naive" },
+        policy.label(),
         scenario.name
     );
-    run(scenario, with_group)
+    run(scenario, policy)
 }
 
 /// Runs one scenario under `tend up` with the given policy; returns what the emulator recorded.
-fn run(scenario: &Scenario, with_group: bool) -> Figures {
+fn run(scenario: &Scenario, which: Policy) -> Figures {
     let dir = tempfile::tempdir().unwrap();
-    let (policy, group) = if with_group {
-        (tend_policy(), tend_group())
-    } else {
-        (NAIVE_POLICY.to_string(), String::new())
+    let (policy, group, scale) = match which {
+        Policy::Shipped => (tend_policy(), tend_group(), String::new()),
+        Policy::Queue => (
+            queue_policy(),
+            queue_group(),
+            format!("output_time_scale = {SCALE}\n"),
+        ),
+        Policy::Naive => (NAIVE_POLICY.to_string(), String::new(), String::new()),
     };
     let body = format!(
-        "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{group}{}{}",
+        "[supervisor]\nstate_dir = \"state\"\nlog_dir = \"logs\"\n{scale}{group}{}{}",
         service_toml(dir.path(), SERVICES[0], &policy),
         service_toml(dir.path(), SERVICES[1], &policy),
     );
@@ -557,10 +602,10 @@ fn main() {
         println!("# {}: {}", scenario.name, scenario.what);
         // FLOOD_SKIP_RUNS=1: only the optima and the preview (seconds instead of minutes).
         let skip = std::env::var_os("FLOOD_SKIP_RUNS").is_some();
-        let runs: Vec<(&str, Figures)> = [("tend", true), ("naive", false)]
+        let runs: Vec<(&str, Figures)> = [Policy::Shipped, Policy::Queue, Policy::Naive]
             .into_iter()
             .filter(|_| !skip)
-            .map(|(label, with_group)| (label, run_checked(&scenario, with_group)))
+            .map(|policy| (policy.label(), run_checked(&scenario, policy)))
             .collect();
         // The optima pay what a clean start costs on this machine (median of the runs' clean starts).
         let mut clean: Vec<f64> = runs
