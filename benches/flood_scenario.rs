@@ -355,7 +355,15 @@ fn run(scenario: &Scenario, which: Policy) -> Figures {
             Step::ExternalSweep => {
                 // Another client on the account: it logs in, sweeps, and goes away.
                 let child = Command::new(TEND)
-                    .args(["sim", "--service", "send_text", "--port", "0", "--account", "main"])
+                    .args([
+                        "sim",
+                        "--service",
+                        "send_text",
+                        "--port",
+                        "0",
+                        "--account",
+                        "main",
+                    ])
                     .arg("--state-dir")
                     .arg(&sim_dir)
                     .args(["--time-scale", &SCALE.to_string(), "--warmup-interval", "0"])
