@@ -16,10 +16,10 @@ min_restart_interval = "10 minutes"
         let out = world.tend(args);
         assert_eq!(code(&out), 5, "{args:?}: {}", stderr(&out));
         let text = stderr(&out);
-        // The [supervisor] header takes 4 lines, then a blank line: the typo is on line 8.
-        assert!(text.contains("supervisor.toml:8:"), "{text}");
-        assert!(text.contains("did you mean `restart`"), "{text}");
+        // The [supervisor] header takes 5 lines, then a blank line: the typo is on line 9.
         assert!(text.contains("supervisor.toml:9:"), "{text}");
+        assert!(text.contains("did you mean `restart`"), "{text}");
+        assert!(text.contains("supervisor.toml:10:"), "{text}");
         assert!(text.contains("expected a duration like 10m"), "{text}");
     }
     assert!(!world.socket().exists(), "a broken config starts nothing");
