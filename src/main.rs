@@ -278,6 +278,16 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
             return exit::FAILED;
         }
     };
+    // Every service costs a few descriptors: 1024 runs out at a few hundred services.
+    match tend::process::raise_open_files_limit() {
+        Ok((old, new)) if old != new => {
+            tracing::info!("open-file limit raised from {old} to the hard limit {new}")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(
+            "cannot raise the open-file limit ({err}); many services may hit \"Too many open files\""
+        ),
+    }
     loop {
         // SIGTERM/SIGINT/SIGQUIT are handled inside `run` (a second one needs the core's view).
         let shutdown = CancellationToken::new();
