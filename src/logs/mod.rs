@@ -49,6 +49,7 @@ mod error;
 mod format;
 mod handle;
 mod loss;
+mod own;
 mod split;
 mod tail;
 mod writer;
@@ -61,6 +62,7 @@ pub use error::LogError;
 pub use format::{format_line, parse_line};
 pub use handle::{ServiceLog, BROADCAST_CAPACITY};
 pub use loss::LogLoss;
+pub use own::{OwnLog, OWN_LOG_KEEP, OWN_LOG_MAX_BYTES};
 pub use split::{LineSplitter, MAX_LINE_BYTES};
 pub use tail::read_tail;
 
