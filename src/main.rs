@@ -305,6 +305,16 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
             return exit::FAILED;
         }
     };
+    // Every service costs a few descriptors: 1024 runs out at a few hundred services.
+    match tend::process::raise_open_files_limit() {
+        Ok((old, new)) if old != new => {
+            tracing::info!("open-file limit raised from {old} to the hard limit {new}")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(
+            "cannot raise the open-file limit ({err}); many services may hit \"Too many open files\""
+        ),
+    }
     loop {
         // SIGTERM/SIGINT/SIGQUIT are handled inside `run` (a second one needs the core's view).
         let shutdown = CancellationToken::new();
@@ -350,20 +360,19 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
     }
 }
 
-/// tend's own log: stderr and a daily-rotated file in the log dir (7 kept).
+/// tend's own log: stderr and `LOG_DIR/tend.own.log`, rotated by size (10 MiB, 5 kept).
 fn init_tracing(log_dir: &Path) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{fmt, EnvFilter};
     std::fs::create_dir_all(log_dir)
         .with_context(|| format!("cannot create log dir {}", log_dir.display()))?;
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("tend")
-        .filename_suffix("log")
-        .max_log_files(7)
-        .build(log_dir)
-        .with_context(|| format!("cannot open tend's log file in {}", log_dir.display()))?;
+    let appender = tend::logs::OwnLog::open(
+        log_dir,
+        tend::logs::OWN_LOG_MAX_BYTES,
+        tend::logs::OWN_LOG_KEEP,
+    )
+    .with_context(|| format!("cannot open tend's log file in {}", log_dir.display()))?;
     let (file, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_env("TEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()

@@ -201,10 +201,9 @@ async fn handle_connection(
             return Ok(());
         }
         let text = String::from_utf8_lossy(&line);
+        // A blank line gets an error reply too (`decode_request`): a client waiting for an answer
+        // must never hang.
         let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
         let request = match protocol::decode_request(text) {
             Ok(request) => request,
             Err(reply) => {
