@@ -551,6 +551,22 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                         writeln!(out, "config error (running the last good configuration):")?;
                         writeln!(out, "{error}")?;
                     }
+                    if let Some(warning) = &snapshot.state_warning {
+                        writeln!(out, "state file: {warning}")?;
+                    }
+                    for s in &snapshot.services {
+                        if let Some(loss) = &s.log_loss {
+                            writeln!(
+                                out,
+                                "{}: log writes failing since {} ({}): {} lines lost, {} waiting",
+                                s.name,
+                                loss.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                                loss.error,
+                                loss.lines_lost,
+                                loss.lines_waiting
+                            )?;
+                        }
+                    }
                     if !snapshot.pending_removals.is_empty() {
                         writeln!(
                             out,

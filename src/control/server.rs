@@ -320,6 +320,7 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                     recoveries: snapshot.recoveries,
                     accounts: snapshot.accounts,
                     config_error: snapshot.config_error,
+                    state_warning: snapshot.state_warning,
                     pending_removals: snapshot.pending_removals,
                     services: snapshot
                         .services

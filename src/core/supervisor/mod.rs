@@ -101,6 +101,8 @@ pub struct Supervisor {
     http: reqwest::Client,
     /// Why the last reload failed; cleared by a good one.
     config_error: Option<String>,
+    /// What was wrong with the state file at start (corrupt or missing, and what tend did).
+    state_warning: Option<String>,
     /// Counts the times orphans were reaped; runners cleaning up a process group wait on it.
     reaped: watch::Sender<u64>,
     /// A second termination signal came: every stop, now or later, skips its grace.
@@ -153,6 +155,7 @@ impl Supervisor {
             next_run_id: 1,
             http: reqwest::Client::new(),
             config_error: None,
+            state_warning: loaded.warning.clone(),
             reaped: watch::channel(0).0,
             hurry: false,
             queue_dirty: Default::default(),
