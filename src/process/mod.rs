@@ -17,6 +17,8 @@ use tokio::process::{Child, Command};
 mod bounded;
 mod install;
 mod limits;
+mod marks;
+pub use marks::{marked, run_mark, RUN_MARK};
 mod pipes;
 mod port;
 mod watch;
@@ -34,6 +36,8 @@ pub struct SpawnSpec<'a> {
     pub command: &'a [String],
     pub cwd: &'a Path,
     pub env: &'a BTreeMap<String, String>,
+    /// The run's mark ([`marks::RUN_MARK`]), for a service process.
+    pub mark: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +75,11 @@ pub fn spawn_service(spec: &SpawnSpec<'_>, pipes: &OutputPipes) -> Result<Spawne
     };
     let (stdout, stderr) = pipes.open_for_service().map_err(io_error)?;
     use std::os::unix::process::CommandExt;
-    let child = std::process::Command::new(&resolved)
+    let mut command = std::process::Command::new(&resolved);
+    if let Some(mark) = spec.mark {
+        command.env(marks::RUN_MARK, mark);
+    }
+    let child = command
         .args(args)
         .current_dir(spec.cwd)
         .envs(spec.env)
@@ -171,6 +179,15 @@ fn is_executable(path: &Path) -> bool {
 pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     let sig = Signal::try_from(signal).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
     match killpg(Pid::from_raw(pgid as i32), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// Sends `signal` to one process. A process that is already gone is not an error.
+pub fn signal_pid(pid: u32, signal: i32) -> io::Result<()> {
+    let sig = Signal::try_from(signal).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    match nix::sys::signal::kill(Pid::from_raw(pid as i32), sig) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
     }
@@ -359,6 +376,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let mut child = spawn(&SpawnSpec {
+            mark: None,
             command: &cmd,
             cwd: Path::new("/"),
             env: &env,

@@ -105,6 +105,9 @@ pub struct RunRecord {
     /// Unfinished last lines handed over by a tend that stopped reading them (`tend reexec`).
     #[serde(default, skip_serializing_if = "is_empty_carried")]
     pub carried: crate::logs::Carried,
+    /// The run's `TEND_RUN` mark: its processes that left the process group are found by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
 }
 
 fn is_empty_carried(c: &crate::logs::Carried) -> bool {

@@ -54,6 +54,9 @@ fn shipped_config_is_valid() {
     // The account is guarded by the group's queue and flood model, not a fixed spacing.
     let group = &config.groups["telegram"];
     assert_eq!(group.min_start_spacing, std::time::Duration::ZERO);
-    assert_eq!(group.flood_tolerance, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(
+        group.flood_tolerance,
+        Some(std::time::Duration::from_secs(30))
+    );
     assert_eq!(group.sweep_after, std::time::Duration::from_secs(20));
 }

@@ -234,6 +234,41 @@ start_grace = "100ms"
     });
 }
 
+/// A grandchild in a session of its own (`setsid`) that ignores SIGTERM and holds the service's port
+/// leaves the process group, so a group signal misses it; it still carries the run's mark and is
+/// stopped with its service, and the port is free for the next start.
+#[test]
+fn a_setsid_grandchild_that_ignores_sigterm_is_stopped_with_its_service() {
+    let port = free_port();
+    let script = format!(
+        "setsid python3 -c 'import os, signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); \
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+         s.bind((\"127.0.0.1\", {port})); s.listen(); open(\"escapee.pid\", \"w\").write(str(os.getpid())); time.sleep(1000)' & \
+         exec sleep 1000"
+    );
+    let command = toml::Value::from(vec!["sh".to_string(), "-c".into(), script]);
+    let body = format!(
+        "[services.svc]\ncommand = {command}\nstart_grace = \"50ms\"\nstop_timeout = \"300ms\"\n"
+    );
+    let world = World::new(&body);
+    let _tend = world.up();
+    world.wait_state("svc", ServiceState::Running, T);
+    let pidfile = world.path().join("escapee.pid");
+    let escapee: u32 = wait_for(T, "the escapee's pid file", || {
+        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    });
+    let out = world.tend(&["stop", "svc"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    wait_for(T, "the escapee killed", || {
+        (!pid_alive(escapee)).then_some(())
+    });
+    wait_for(T, "the port free again", || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+    });
+    let log = world.read_log("svc");
+    assert!(log.contains("left its process group"), "{log}");
+}
+
 #[test]
 fn leftover_group_members_are_killed_when_the_main_process_dies() {
     let body = r#"

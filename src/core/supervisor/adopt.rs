@@ -110,6 +110,7 @@ impl Supervisor {
                 watch,
                 capture,
                 record.started_ms,
+                record.mark.clone(),
                 service,
             ));
             let ran = (now - record.started_ms).max(0) as u64;

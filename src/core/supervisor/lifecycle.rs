@@ -89,12 +89,18 @@ impl Supervisor {
                 return Outcome::Failed { message };
             }
         }
+        let run_id = self.next_run_id;
+        let mark = process::run_mark(
+            &self.config.supervisor.state_dir,
+            name,
+            &format!("{now}-{run_id}"),
+        );
         let spec = SpawnSpec {
             command: &service.cfg.command,
             cwd: &service.cfg.cwd,
             env: &service.cfg.env,
+            mark: Some(&mark),
         };
-        let run_id = self.next_run_id;
         let pipes = OutputPipes::for_run(&self.pipes_dir(), name, &format!("{now}-{run_id}"));
         // The readers open before the service does, so not a byte it writes goes unread.
         let spawned = pipes
@@ -126,6 +132,7 @@ impl Supervisor {
             pipes,
             started_ms: now,
             carried: Carried::default(),
+            mark: Some(mark.clone()),
         });
         self.save_state();
 
@@ -146,6 +153,7 @@ impl Supervisor {
             spawned.exit,
             capture,
             now,
+            Some(mark),
             service,
         ));
         service.backoff_until = None;

@@ -55,6 +55,8 @@ pub(super) struct RunnerArgs {
     pub(super) stop_signal: i32,
     pub(super) stop_timeout: Duration,
     pub(super) log: ServiceLog,
+    /// The run's `TEND_RUN` mark (`None` for a run started by an older tend).
+    pub(super) mark: Option<String>,
 }
 
 /// Spawns the runner of one run (its exit watch and capture) and returns its handle.
@@ -116,6 +118,7 @@ impl Runner {
             Waited::Suspended => return,
         };
         self.clean_up_group().await;
+        self.clean_up_escapees().await;
         if let Some(capture) = self.capture.take() {
             // A grandchild outside the group may hold the pipes open; don't wait for it forever.
             let _ = tokio::time::timeout(Duration::from_secs(2), capture).await;
@@ -197,6 +200,66 @@ impl Runner {
         }
     }
 
+    /// Processes of this run that left its process group (`setsid`, a new session) carry its mark: they
+    /// get the stop signal, then SIGKILL after the stop timeout, like the group. One that survives even
+    /// SIGKILL (stuck in the kernel) is named in the log.
+    async fn clean_up_escapees(&mut self) {
+        let Some(mark) = self.args.mark.clone() else {
+            return;
+        };
+        let found = process::marked(&mark);
+        if found.is_empty() {
+            return;
+        }
+        let _ = self
+            .args
+            .log
+            .marker(format!(
+                "{} process(es) of this run left its process group: pid {}; sending {}",
+                found.len(),
+                pids_text(&found),
+                process::signal_name(self.args.stop_signal)
+            ))
+            .await;
+        for &pid in &found {
+            let _ = process::signal_pid(pid, self.args.stop_signal);
+        }
+        let deadline = Instant::now() + self.args.stop_timeout;
+        self.args.reaped.borrow_and_update();
+        while !process::marked(&mark).is_empty() && !self.hurried {
+            tokio::select! {
+                changed = self.args.reaped.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                }
+                message = self.inbox.next() => {
+                    if let Some(RunControl::Hurry) = message {
+                        self.hurried = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let left = process::marked(&mark);
+        if left.is_empty() {
+            return;
+        }
+        for &pid in &left {
+            let _ = process::signal_pid(pid, libc::SIGKILL);
+        }
+        let _ = self
+            .args
+            .log
+            .marker(format!(
+                "pid {} still alive; sent SIGKILL",
+                pids_text(&left)
+            ))
+            .await;
+        tracing::warn!(service = %self.args.name, pids = %pids_text(&left), "processes that left the service's group were killed");
+    }
+
     /// After the main process exited, nothing of its group may linger (orphaned workers holding the
     /// port are the classic supervisor bug): stop signal, then SIGKILL after the stop timeout. Members
     /// that were the main process's children are tend's now (a subreaper), so their end arrives as a
@@ -242,4 +305,11 @@ impl Runner {
             let _ = process::signal_group(pgid, libc::SIGKILL);
         }
     }
+}
+
+fn pids_text(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -38,6 +38,7 @@ impl Run {
         exit: ExitWatch,
         capture: Capture,
         started_ms: Millis,
+        mark: Option<String>,
         service: &Service,
     ) -> Run {
         let pid = exit.pid();
@@ -50,6 +51,7 @@ impl Run {
                 stop_signal: service.cfg.stop_signal,
                 stop_timeout: service.cfg.stop_timeout,
                 log: service.log.clone(),
+                mark,
             },
             exit,
             capture,
