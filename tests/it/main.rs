@@ -1,6 +1,7 @@
 //! tend's integration-test binary (the emulator's are in crates/tend-sim/tests): real `tend` processes, real services, real sockets and files.
 
 mod adopt;
+mod alerts;
 mod checks;
 mod config;
 mod config_builder;
