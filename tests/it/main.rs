@@ -9,6 +9,7 @@ mod control;
 mod core;
 mod helper;
 mod lifecycle;
+mod metrics;
 mod recovery;
 mod reload;
 mod schedule;
