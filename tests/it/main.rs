@@ -3,6 +3,7 @@
 mod adopt;
 mod alerts;
 mod checks;
+mod cli;
 mod config;
 mod config_builder;
 mod control;
