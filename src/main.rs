@@ -73,6 +73,16 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Send a signal to each service's main process (gunicorn: HUP reloads, TTIN/TTOU add or remove a
+    /// worker). Changes no state.
+    Signal {
+        /// The signal: `HUP`, `SIGUSR1`, `usr2` or a number.
+        #[arg(value_parser = parse_signal)]
+        signal: i32,
+        /// Services or groups (`all` for every one).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Print each service's main pid, one a line; exits 3 when one of them has no process.
     Pid {
         /// Services or groups to ask about.
@@ -496,6 +506,7 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             force: a.force,
         },
         Cmd::Stop { names } => Request::Stop { names },
+        Cmd::Signal { signal, names } => Request::Signal { names, signal },
         Cmd::Restart(a) => Request::Restart {
             names: a.names,
             force: a.force,
@@ -802,6 +813,27 @@ fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The supervisorctl-like table.
+/// `HUP`, `SIGHUP`, `hup` or `1` to a signal number.
+fn parse_signal(text: &str) -> Result<i32, String> {
+    use std::str::FromStr;
+    if let Ok(number) = text.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(number)
+            .map(|s| s as i32)
+            .map_err(|_| format!("{number} is not a signal number on this system"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&name)
+        .map(|s| s as i32)
+        .map_err(|_| {
+            format!("unknown signal `{text}`; use a name like HUP, TTIN, USR1 or a number")
+        })
+}
+
 /// systemctl's convention: 0 when every listed service is running, 3 otherwise.
 fn status_code(services: &[ServiceStatus]) -> u8 {
     if services

@@ -47,3 +47,43 @@ fn status_is_active_and_pid_exit_like_systemctl() {
         "ANSI escapes in a piped log: {log:?}"
     );
 }
+
+#[test]
+fn signal_reaches_the_main_process_and_changes_no_state() {
+    // Like gunicorn: HUP is handled (here: a line in the log), the process lives on.
+    let body = "[services.g]\ncommand = [\"sh\", \"-c\", \"trap 'echo got HUP' HUP; echo ready; while true; do sleep 0.05; done\"]\n\
+                start_grace = \"100ms\"\n\
+                [services.off]\ncommand = [\"sh\", \"-c\", \"exec sleep 1000\"]\nautostart = false\n";
+    let world = World::new(body);
+    let _tend = world.up();
+    let before = world.wait_state("g", ServiceState::Running, T);
+    wait_for(T, "the trap set", || {
+        world.read_log("g").contains("ready").then_some(())
+    });
+    let out = world.tend(&["signal", "HUP", "g"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("SIGHUP sent to pid"),
+        "{}",
+        stdout(&out)
+    );
+    wait_for(T, "the service's HUP handler", || {
+        world.read_log("g").contains("got HUP").then_some(())
+    });
+    let after = world.service("g");
+    assert_eq!(
+        (after.state, after.pid),
+        (ServiceState::Running, before.pid)
+    );
+
+    let none = world.tend(&["signal", "usr1", "off"]);
+    assert_eq!(code(&none), 1);
+    assert!(
+        stdout(&none).contains("has no process"),
+        "{}",
+        stdout(&none)
+    );
+    let bad = world.tend(&["signal", "NOPE", "g"]);
+    assert_eq!(code(&bad), 2, "a usage error");
+    assert!(stderr(&bad).contains("unknown signal"), "{}", stderr(&bad));
+}
