@@ -120,6 +120,15 @@ pub async fn run(
         schedules.clone(),
         shutdown.clone(),
     );
+    // alerts: subscribed before the core starts, so the first events are not missed.
+    let alerts = alerts::task::spawn(
+        config.clone(),
+        Some(reload.subscribe()),
+        &handle,
+        clock,
+        inherited.reexec,
+        shutdown.clone(),
+    );
     let core = tokio::spawn(supervisor.run());
     let (reexec_tx, reexec_rx) = tokio::sync::mpsc::channel(1);
     let context = control::server::Context {
@@ -187,6 +196,7 @@ pub async fn run(
         let _ = web.await;
     }
     checks.wait().await;
+    let _ = alerts.await;
     let _ = host.await;
     if let Err(join) = core {
         if join.is_panic() {

@@ -24,7 +24,8 @@ mod exit {
     /// A command failed (an action failed, an error reply, an I/O error).
     pub const FAILED: u8 = 1;
     // 2 is clap's usage error.
-    /// No daemon answers on the control socket.
+    /// No daemon answers on the control socket; or (`status`, `is-active`, `pid`, like systemctl) a
+    /// listed service is not running.
     pub const NOT_RUNNING: u8 = 3;
     /// The restart policy refused an action (spacing, budget); `--force` overrides.
     pub const REFUSED: u8 = 4;
@@ -59,12 +60,37 @@ struct Cli {
 enum Cmd {
     /// Run the supervisor in the foreground until SIGTERM/SIGINT or `tend shutdown`.
     Up,
-    /// Show services: state, pid, uptime, restarts, last exit, next allowed start.
+    /// Show services: state, pid, uptime, restarts, last exit, next allowed start. Exits 0 when every
+    /// listed service (all without names) is running, 3 otherwise (like systemctl); `--json` exits 0.
     Status {
+        /// Services or groups to show (default: all).
         names: Vec<String>,
-        /// Machine-readable output.
+        /// Machine-readable output (the whole snapshot as JSON).
         #[arg(long)]
         json: bool,
+    },
+    /// Print each service's state, one a line in name order; exits 0 when all are running, 3 otherwise (like
+    /// `systemctl is-active`).
+    IsActive {
+        /// Services or groups to ask about.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to each service's main process (gunicorn: HUP reloads, TTIN/TTOU add or remove a
+    /// worker). Changes no state.
+    Signal {
+        /// The signal: `HUP`, `SIGUSR1`, `usr2` or a number.
+        #[arg(value_parser = parse_signal)]
+        signal: i32,
+        /// Services or groups (`all` for every one).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print each service's main pid, one a line; exits 3 when one of them has no process.
+    Pid {
+        /// Services or groups to ask about.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// Start services (`all` for every one). Clears a sticky stop.
     Start(ActionArgs),
@@ -360,6 +386,12 @@ async fn up(config_path: &Path, mut inherited: tend::reexec::Inherited) -> u8 {
     }
 }
 
+/// Colours in tend's log on stderr only on a terminal, and never with `NO_COLOR` set to anything
+/// non-empty (no-color.org): journald and files show ANSI codes as blobs.
+fn stderr_colours(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// tend's own log: stderr and `LOG_DIR/tend.own.log`, rotated by size (10 MiB, 5 kept).
 fn init_tracing(log_dir: &Path) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::layer::SubscriberExt;
@@ -377,7 +409,14 @@ fn init_tracing(log_dir: &Path) -> anyhow::Result<tracing_appender::non_blocking
     let filter = EnvFilter::try_from_env("TEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(
+            fmt::layer()
+                .with_ansi(stderr_colours(
+                    std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                    std::env::var_os("NO_COLOR").as_deref(),
+                ))
+                .with_writer(std::io::stderr),
+        )
         .with(fmt::layer().with_ansi(false).with_writer(file))
         .init();
     Ok(guard)
@@ -459,9 +498,19 @@ async fn wait_for_new_image(socket: &Path) -> u8 {
 
 async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
     let mut json_out = false;
+    // `is-active` and `pid` ask for the status and print one field of it.
+    let mut brief: Option<fn(&ServiceStatus) -> Option<String>> = None;
     let request = match command {
         Cmd::Status { names, json } => {
             json_out = json;
+            Request::Status { names }
+        }
+        Cmd::IsActive { names } => {
+            brief = Some(|s| Some(s.state.to_string()));
+            Request::Status { names }
+        }
+        Cmd::Pid { names } => {
+            brief = Some(|s| s.pid.map(|p| p.to_string()));
             Request::Status { names }
         }
         Cmd::Start(a) => Request::Start {
@@ -469,6 +518,7 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
             force: a.force,
         },
         Cmd::Stop { names } => Request::Stop { names },
+        Cmd::Signal { signal, names } => Request::Signal { names, signal },
         Cmd::Restart(a) => Request::Restart {
             names: a.names,
             force: a.force,
@@ -542,6 +592,21 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                 continue;
             }
             Response::Status { snapshot } => {
+                // `--json` carries every state itself: it succeeds whenever tend answers.
+                let code = if json_out {
+                    exit::OK
+                } else {
+                    status_code(&snapshot.services)
+                };
+                if let Some(field) = brief {
+                    for s in &snapshot.services {
+                        match field(s) {
+                            Some(text) => writeln!(out, "{text}")?,
+                            None => eprintln!("tend: {} has no process ({})", s.name, s.state),
+                        }
+                    }
+                    return Ok(code);
+                }
                 if json_out {
                     serde_json::to_writer_pretty(&mut out, &snapshot)?;
                     writeln!(out)?;
@@ -586,7 +651,7 @@ async fn run_client(client: &mut Client, command: Cmd) -> anyhow::Result<u8> {
                         writeln!(out, "account {}: {}", a.group, a.summary)?;
                     }
                 }
-                return Ok(exit::OK);
+                return Ok(code);
             }
             Response::Actions { results } => {
                 let mut code = exit::OK;
@@ -776,6 +841,39 @@ fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The supervisorctl-like table.
+/// `HUP`, `SIGHUP`, `hup` or `1` to a signal number.
+fn parse_signal(text: &str) -> Result<i32, String> {
+    use std::str::FromStr;
+    if let Ok(number) = text.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(number)
+            .map(|s| s as i32)
+            .map_err(|_| format!("{number} is not a signal number on this system"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&name)
+        .map(|s| s as i32)
+        .map_err(|_| {
+            format!("unknown signal `{text}`; use a name like HUP, TTIN, USR1 or a number")
+        })
+}
+
+/// systemctl's convention: 0 when every listed service is running, 3 otherwise.
+fn status_code(services: &[ServiceStatus]) -> u8 {
+    if services
+        .iter()
+        .all(|s| s.state == tend::core::ServiceState::Running)
+    {
+        exit::OK
+    } else {
+        exit::NOT_RUNNING
+    }
+}
+
 fn render_status(services: &[ServiceStatus], now: i64) -> String {
     let header = [
         "NAME",
@@ -856,4 +954,47 @@ fn render_status(services: &[ServiceStatus], now: i64) -> String {
         out.push_str("* stopped by hand: nothing restarts it until `tend start NAME`\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        let table = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (false, None, false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, want) in table {
+            assert_eq!(
+                stderr_colours(terminal, no_color.map(OsStr::new)),
+                want,
+                "{terminal} {no_color:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_exits_3_unless_every_listed_service_runs() {
+        use tend::core::ServiceState::*;
+        let of = |states: &[tend::core::ServiceState]| {
+            let services: Vec<ServiceStatus> = states
+                .iter()
+                .map(|s| ServiceStatus {
+                    state: *s,
+                    ..ServiceStatus::default()
+                })
+                .collect();
+            status_code(&services)
+        };
+        assert_eq!(of(&[Running, Running]), exit::OK);
+        assert_eq!(of(&[Running, Stopped]), exit::NOT_RUNNING);
+        assert_eq!(of(&[Fatal]), exit::NOT_RUNNING);
+        assert_eq!(of(&[Starting]), exit::NOT_RUNNING);
+    }
 }

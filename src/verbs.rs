@@ -24,6 +24,8 @@ pub enum Verb {
     Recover,
     /// Cancel a group's flood recovery.
     CancelRecovery,
+    /// Send a signal (a number) to a service's main process.
+    Signal { signal: i32 },
 }
 
 impl Verb {
@@ -65,6 +67,7 @@ pub async fn dispatch(
         Verb::ReloadCache { force } => core.reload_cache(name, *force, by).await,
         Verb::Recover => core.recover(name, by).await,
         Verb::CancelRecovery => core.cancel_recovery(name, by).await,
+        Verb::Signal { signal } => core.signal(name, *signal, by).await,
     }
 }
 

@@ -3,9 +3,12 @@
 //!
 //! [`Sender::send`] only puts the payload in a bounded queue (dropping the oldest alert, with a warning,
 //! when full) and returns. One task per webhook delivers the queue in order: connection errors, timeouts,
-//! 429 and 5xx are retried with exponential backoff; other replies and exhausted retries are logged and
-//! the alert is dropped. Deciding *what* to alert about is not this module's business (the checks'
-//! monitor and the schedules' diagnose ask it to send).
+//! 404, 410, 429 and 5xx are retried with exponential backoff (an n8n workflow that is switched off
+//! answers 404 until it is switched on again); other replies and exhausted retries are logged, counted
+//! in [`failures`] (for `/metrics`) and the alert is dropped.
+//!
+//! [`schema`] is the one JSON shape of every alert and the pure mapping from the core's events to it;
+//! [`task`] subscribes to the core's events and fans alerts out to the configured receivers.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,19 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::error_chain::{io_error_kind, root_cause};
+
+pub mod schema;
+pub mod task;
+
+pub use schema::{Alert, Severity};
+
+/// Alerts given up on (refused or retries exhausted) since tend started, by every webhook.
+static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Alert deliveries that failed for good since tend started (`tend_alert_delivery_failures_total`).
+pub fn failures() -> u64 {
+    FAILURES.load(Ordering::Relaxed)
+}
 
 /// How deliveries behave; [`Sender::spawn`] uses the defaults with the given retries and backoff.
 #[derive(Debug, Clone)]
@@ -172,14 +188,20 @@ impl Worker {
                     Delivery::Delivered => {
                         tracing::debug!(url = %self.url, "alert delivered to the webhook")
                     }
-                    Delivery::Rejected(code) => tracing::warn!(
-                        url = %self.url,
-                        "webhook refused an alert with HTTP {code}; not retrying (check the URL and the receiver)"
-                    ),
-                    Delivery::GaveUp { attempts, last } => tracing::warn!(
-                        url = %self.url,
-                        "giving up on an alert after {attempts} attempts (last: {last}); is the webhook receiver up?"
-                    ),
+                    Delivery::Rejected(code) => {
+                        FAILURES.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            url = %self.url,
+                            "webhook refused an alert with HTTP {code}; not retrying (check the URL and the receiver)"
+                        )
+                    }
+                    Delivery::GaveUp { attempts, last } => {
+                        FAILURES.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            url = %self.url,
+                            "giving up on an alert after {attempts} attempts (last: {last}); is the webhook receiver up?"
+                        )
+                    }
                 },
                 None if self.queue.closed.load(Ordering::Acquire) => return,
                 // A notification sent between the pop and here is kept as a permit, so none is lost.
@@ -211,7 +233,7 @@ impl Worker {
                 Ok(reply) if reply.status().is_success() => return Delivery::Delivered,
                 Ok(reply) => {
                     let status = reply.status();
-                    if !(status.is_server_error() || status.as_u16() == 429) {
+                    if !retryable(status.as_u16()) {
                         return Delivery::Rejected(status.as_u16());
                     }
                     last = format!("HTTP {}", status.as_u16());
@@ -221,6 +243,12 @@ impl Worker {
         }
         Delivery::GaveUp { attempts, last }
     }
+}
+
+/// Replies worth another try: the receiver may come back (5xx, 429 too many requests, and 404 / 410,
+/// which n8n and Make answer while a workflow is switched off). Other 4xx mean the alert itself is wrong.
+fn retryable(code: u16) -> bool {
+    (500..600).contains(&code) || matches!(code, 404 | 410 | 429)
 }
 
 /// `base`, `2 × base`, `4 × base`, … for retry 0, 1, 2, …, never above `max`.
@@ -335,11 +363,37 @@ mod tests {
 
     #[tokio::test]
     async fn client_errors_are_not_retried() {
-        let (receiver, url) = Receiver::start(|_| StatusCode::NOT_FOUND).await;
+        let (receiver, url) = Receiver::start(|_| StatusCode::BAD_REQUEST).await;
         let (sender, task) = Sender::spawn(client(), url, 5, Duration::from_millis(5));
+        let before = failures();
         sender.send(json!({"n": 1}));
         finish(sender, task).await;
         assert_eq!(receiver.posts.load(Ordering::SeqCst), 1);
+        assert!(failures() > before, "a refused alert is counted");
+    }
+
+    #[tokio::test]
+    async fn an_inactive_workflow_404_is_retried_until_it_is_back() {
+        let (receiver, url) = Receiver::start(|n| match n {
+            0 => StatusCode::NOT_FOUND,
+            1 => StatusCode::GONE,
+            _ => StatusCode::OK,
+        })
+        .await;
+        let (sender, task) = Sender::spawn(client(), url, 3, Duration::from_millis(5));
+        sender.send(json!({"n": 1}));
+        finish(sender, task).await;
+        assert_eq!(receiver.posts.load(Ordering::SeqCst), 3);
+        assert_eq!(receiver.accepted(), vec![json!({"n": 1})]);
+    }
+
+    #[test]
+    fn which_replies_are_retried() {
+        let retried: Vec<u16> = [200, 400, 401, 403, 404, 410, 422, 429, 500, 502, 503]
+            .into_iter()
+            .filter(|c| retryable(*c))
+            .collect();
+        assert_eq!(retried, [404, 410, 429, 500, 502, 503]);
     }
 
     #[tokio::test]

@@ -257,39 +257,6 @@ pub fn spawn(
         history,
     };
     handle.apply(&config, logs);
-    if let Some(url) = config.alerts.webhook.clone() {
-        let (sender, delivery) = crate::alerts::Sender::spawn(
-            http.clone(),
-            url,
-            config.alerts.retries,
-            config.alerts.retry_delay,
-        );
-        let mut events = core.subscribe();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(Event::Alert { service, check, raised, message, at_ms }) => {
-                            sender.send(serde_json::json!({
-                                "source": "tend",
-                                "service": service,
-                                "check": check,
-                                "state": if raised { "alert" } else { "resolved" },
-                                "message": message,
-                                "at_ms": at_ms,
-                            }));
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-            drop(sender);
-            let _ = tokio::time::timeout(Duration::from_secs(5), delivery).await;
-        });
-    }
     tracker.close();
     (handle, tracker)
 }

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod alerts;
 mod checks;
 mod diff;
 mod duration;
@@ -444,11 +445,47 @@ pub struct PatternConfig {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertSettings {
     /// JSON POST target for alerts (n8n / Make / a bot relay). None = alerts only in log and status.
+    /// Receives every severity (like a receiver with `min_severity = "info"`).
     pub webhook: Option<String>,
     /// Delivery attempts after the first failure. Default 3.
     pub retries: u32,
     /// First retry delay, doubling. Default 2s.
     pub retry_delay: Duration,
+    /// `[[alerts.receivers]]`: more webhooks, each with its own severity filter.
+    pub receivers: Vec<AlertReceiver>,
+    /// The status page's address put into every alert; default: derived from `[web] listen`.
+    pub page_url: Option<String>,
+    /// The `host` field of every alert; default: this machine's host name.
+    pub host: Option<String>,
+    /// Severity of a check going WARNING / UNKNOWN / timed out / CRITICAL (`None`: no alert).
+    pub check_warning: Option<crate::alerts::Severity>,
+    pub check_unknown: Option<crate::alerts::Severity>,
+    pub check_timeout: Option<crate::alerts::Severity>,
+    pub check_critical: Option<crate::alerts::Severity>,
+}
+
+/// `[[alerts.receivers]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertReceiver {
+    pub url: String,
+    /// Alerts below this severity are not sent to this receiver.
+    pub min_severity: crate::alerts::Severity,
+}
+
+impl AlertSettings {
+    /// Every receiver: `webhook` (all severities) first, then `[[alerts.receivers]]`.
+    pub fn all_receivers(&self) -> Vec<AlertReceiver> {
+        let mut all: Vec<AlertReceiver> = self
+            .webhook
+            .iter()
+            .map(|url| AlertReceiver {
+                url: url.clone(),
+                min_severity: crate::alerts::Severity::Info,
+            })
+            .collect();
+        all.extend(self.receivers.iter().cloned());
+        all
+    }
 }
 
 /// Reads and validates a configuration file.

@@ -493,6 +493,21 @@ declare_table! {
         webhook,
         retries,
         retry_delay,
+        receivers,
+        page_url,
+        host,
+        check_warning,
+        check_unknown,
+        check_timeout,
+        check_critical,
+    }
+}
+
+declare_table! {
+    /// `[[alerts.receivers]]`: one more webhook with its own severity filter.
+    struct RawReceiver {
+        url,
+        min_severity,
     }
 }
 

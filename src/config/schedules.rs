@@ -404,7 +404,7 @@ impl Validator {
 
     fn alert(&mut self, field: Option<&Field>, alerts: &AlertSettings) -> bool {
         let alert = self.boolean(field).unwrap_or(false);
-        if let (true, Some(field), None) = (alert, field, &alerts.webhook) {
+        if let (true, Some(field), true) = (alert, field, alerts.all_receivers().is_empty()) {
             self.value_error(
                 field,
                 "there is no [alerts] webhook to post the report to",

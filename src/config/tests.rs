@@ -221,6 +221,7 @@ fn default_alerts() -> AlertSettings {
         webhook: None,
         retries: 3,
         retry_delay: secs(2),
+        ..AlertSettings::defaults()
     }
 }
 
@@ -671,6 +672,7 @@ fn full_fixture_reads_every_key() {
             webhook: Some("https://n8n.example.com/webhook/tend?source=full".to_string()),
             retries: 0,
             retry_delay: Duration::from_millis(500),
+            ..AlertSettings::defaults()
         },
         web: None,
         schedules: Vec::new(),

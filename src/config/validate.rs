@@ -26,15 +26,15 @@ use super::duration::format_duration;
 use super::envfile::{is_env_name, parse_env_file};
 use super::error::Report;
 use super::raw::{
-    self, Field, RawAlerts, RawBackoff, RawFile, RawGroup, RawRecovery, RawService, RawSupervisor,
-    Span, Table, Value,
+    self, Field, RawBackoff, RawFile, RawGroup, RawRecovery, RawService, RawSupervisor, Span,
+    Table, Value,
 };
 use super::reader::{normalize, SizeRule, Validator};
 use super::schedules::ScheduleTargets;
 use super::suggest::did_you_mean;
 use super::{
-    AlertSettings, Backoff, Config, ConfigError, GiveUp, GroupConfig, OnShutdown, RecoveryConfig,
-    RestartMode, ServiceConfig, SupervisorSettings,
+    Backoff, Config, ConfigError, GiveUp, GroupConfig, OnShutdown, RecoveryConfig, RestartMode,
+    ServiceConfig, SupervisorSettings,
 };
 
 const DEFAULT_SOCKET_MODE: u32 = 0o600;
@@ -72,9 +72,6 @@ const DEFAULT_FLOOD_TOLERANCE: Duration = Duration::from_secs(30);
 const DEFAULT_SWEEP_AFTER: Duration = Duration::from_secs(20);
 const PRIORITY_RANGE: RangeInclusive<i64> = -1000..=1000;
 const OUTPUT_TIME_SCALE_MAX: f64 = 1000.0;
-const DEFAULT_ALERT_RETRIES: u32 = 3;
-const ALERT_RETRIES_RANGE: RangeInclusive<i64> = 0..=100;
-const DEFAULT_ALERT_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// `sun_path` is 108 bytes on Linux, one of which is the terminating NUL.
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
@@ -565,67 +562,6 @@ impl Validator {
                     ],
                 )
                 .unwrap_or(defaults.on_give_up),
-        }
-    }
-
-    fn alerts(&mut self, field: Option<&Field>) -> AlertSettings {
-        let defaults = AlertSettings {
-            webhook: None,
-            retries: DEFAULT_ALERT_RETRIES,
-            retry_delay: DEFAULT_ALERT_RETRY_DELAY,
-        };
-        let Some(table) =
-            field.and_then(|f| self.table(f, "an [alerts] header followed by its keys"))
-        else {
-            return defaults;
-        };
-        let raw = RawAlerts::read(table, "alerts", &mut self.report);
-        AlertSettings {
-            webhook: raw.webhook.as_ref().and_then(|f| self.webhook(f)),
-            retries: self
-                .integer(
-                    raw.retries.as_ref(),
-                    ALERT_RETRIES_RANGE,
-                    "retries is how many more times a failed alert delivery is tried",
-                )
-                .map_or(defaults.retries, |n| {
-                    u32::try_from(n).unwrap_or(defaults.retries)
-                }),
-            retry_delay: self
-                .positive_duration(
-                    raw.retry_delay.as_ref(),
-                    "retry_delay is the wait before the first retry; it doubles after each, e.g. \
-                     retry_delay = \"2s\"",
-                )
-                .unwrap_or(defaults.retry_delay),
-        }
-    }
-
-    fn webhook(&mut self, field: &Field) -> Option<String> {
-        const HELP: &str = "write the full URL of the receiver, e.g. webhook = \
-                            \"https://n8n.example.com/webhook/tend\"; remove the key to keep alerts \
-                            in tend's log and status page only";
-        let text = self.string(field)?;
-        match reqwest::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
-                Some(text.to_string())
-            }
-            Ok(url) => {
-                self.value_error(
-                    field,
-                    format!("`{}:` URLs cannot receive alerts", url.scheme()),
-                    Some(format!("use an http:// or https:// URL; {HELP}")),
-                );
-                None
-            }
-            Err(err) => {
-                self.value_error(
-                    field,
-                    format!("not a valid URL: {err}"),
-                    Some(HELP.to_string()),
-                );
-                None
-            }
         }
     }
 

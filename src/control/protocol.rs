@@ -36,6 +36,11 @@ pub enum Request {
     Stop {
         names: Vec<String>,
     },
+    /// A signal (its number) to each service's main process.
+    Signal {
+        names: Vec<String>,
+        signal: i32,
+    },
     Restart {
         names: Vec<String>,
         #[serde(default)]

@@ -335,6 +335,9 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
             run_verb(core, &snapshot, &names, Verb::Start { force }).await
         }
         Request::Stop { names } => run_verb(core, &snapshot, &names, Verb::Stop).await,
+        Request::Signal { names, signal } => {
+            run_verb(core, &snapshot, &names, Verb::Signal { signal }).await
+        }
         Request::Restart { names, force } => {
             run_verb(core, &snapshot, &names, Verb::Restart { force }).await
         }

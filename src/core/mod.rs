@@ -330,6 +330,14 @@ pub enum Command {
     /// Skip the stop grace: SIGKILL every process group being stopped, now and for the rest of this
     /// run of tend (a second termination signal). Fire and forget.
     Hurry,
+    /// Send a signal to the service's main process (`tend signal HUP gunicorn`); its state is not
+    /// touched (an exit it causes is handled like any other).
+    Signal {
+        name: String,
+        signal: i32,
+        by: Actor,
+        reply: oneshot::Sender<ActionResult>,
+    },
     /// `POST /reload_cache` on the service: a dialog fetch, gated like a start.
     ReloadCache {
         name: String,
@@ -544,6 +552,22 @@ impl CoreHandle {
         self.ask(|reply| Command::ReloadCache {
             name: name.to_string(),
             force,
+            by: by.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Sends `signal` to the service's main process (see [`Command::Signal`]).
+    pub async fn signal(
+        &self,
+        name: &str,
+        signal: i32,
+        by: &str,
+    ) -> Result<ActionResult, CoreGone> {
+        self.ask(|reply| Command::Signal {
+            name: name.to_string(),
+            signal,
             by: by.to_string(),
             reply,
         })

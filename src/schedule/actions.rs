@@ -131,27 +131,20 @@ impl Actions {
         };
         message.push_str("; the report is in tend's log");
         if alert {
-            match &job.config.alerts.webhook {
-                Some(url) => {
-                    let (sender, _delivery) = crate::alerts::Sender::spawn(
-                        self.http.clone(),
-                        url.clone(),
-                        job.config.alerts.retries,
-                        job.config.alerts.retry_delay,
-                    );
-                    // Delivery goes on in its own task; dropping the sender lets it end when done.
-                    sender.send(serde_json::json!({
-                        "source": "tend",
-                        "schedule": job.spec.name,
-                        "kind": "diagnosis",
-                        "verdict": diagnosis.verdict,
-                        "message": message,
-                        "text": text,
-                        "at_ms": job.at_ms,
-                    }));
-                    message.push_str(" and posted to the alert webhook");
-                }
-                None => message.push_str("; no [alerts] webhook is configured to post it to"),
+            let mapper =
+                crate::alerts::schema::Mapper::new(crate::alerts::task::context(&job.config));
+            let report = mapper.diagnosis(
+                &job.spec.name,
+                diagnosis.verdict,
+                message.clone(),
+                text,
+                job.at_ms,
+            );
+            match crate::alerts::task::send_once(&self.http, &job.config, &report) {
+                0 => message.push_str(
+                    "; no [alerts] receiver takes it (none configured, or all above its severity)",
+                ),
+                _ => message.push_str(" and posted to the alert webhook"),
             }
         }
         Performed::new(RunStatus::Ok, message)

@@ -161,7 +161,7 @@ pub fn color(status: &ServiceStatus, now_ms: Millis) -> &'static str {
 }
 
 /// The value of the json check that reads `/cache_size`, if the service has one.
-fn cache_size(config: &Config, status: &ServiceStatus) -> Option<f64> {
+pub(super) fn cache_size(config: &Config, status: &ServiceStatus) -> Option<f64> {
     status
         .checks
         .iter()

@@ -995,6 +995,14 @@ fn check_history_survives_a_restart_of_tend() {
     assert!(points.len() > first_run.len());
 }
 
+/// The check alerts among everything delivered (tend's start is announced too).
+fn check_alerts(all: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    all.iter()
+        .filter(|a| a["kind"] == "check")
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn the_alert_webhook_gets_exactly_one_alert_per_episode() {
     let port = free_port();
@@ -1018,22 +1026,30 @@ fn the_alert_webhook_gets_exactly_one_alert_per_episode() {
         sim_fault(port, json!({"kind": "clear"}));
         world.wait_check("health", "text", "a pass", T, |v| v.status == Status::Ok);
         let accepted = wait_for(T, "the resolved notice", || {
-            let accepted = receiver.accepted();
+            let accepted = check_alerts(&receiver.accepted());
             (accepted.len() == 2 * episode).then_some(accepted)
         });
         let states: Vec<&str> = accepted
             .iter()
-            .map(|a| a["state"].as_str().unwrap())
+            .map(|a| a["status"].as_str().unwrap())
             .collect();
-        assert_eq!(states, ["alert", "resolved"].repeat(episode));
+        assert_eq!(states, ["firing", "resolved"].repeat(episode));
     }
-    let accepted = receiver.accepted();
+    let accepted = check_alerts(&receiver.accepted());
     let alert = &accepted[0];
-    assert_eq!(alert["source"], "tend");
+    assert_eq!(alert["schema"], "tend.alert/v1");
     assert_eq!(alert["service"], "text");
-    assert_eq!(alert["check"], "health");
-    assert_eq!(alert["message"], "no answer within 150ms");
-    assert_eq!(receiver.attempts().len(), accepted.len() + 1, "one retry");
+    assert_eq!(alert["details"]["check"], "health");
+    assert_eq!(alert["details"]["message"], "no answer within 150ms");
+    assert_eq!(
+        alert["id"], accepted[1]["id"],
+        "firing and resolved share the id"
+    );
+    assert_eq!(
+        receiver.attempts().len(),
+        receiver.accepted().len() + 1,
+        "one retry"
+    );
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn malformed_requests_get_error_replies_and_the_daemon_lives_on() {
         "{reply}"
     );
     // And the daemon answers new clients.
-    assert!(world.tend(&["status"]).status.success());
+    assert!(world.tend(&["status", "--json"]).status.success());
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn stale_socket_is_replaced_and_a_second_tend_refuses() {
     drop(std::os::unix::net::UnixListener::bind(world.socket()).unwrap());
     assert!(world.socket().exists());
     let _tend = world.up();
-    assert!(world.tend(&["status"]).status.success());
+    assert!(world.tend(&["status", "--json"]).status.success());
 
     let second = std::process::Command::new(TEND)
         .args(["-c", world.config_path().to_str().unwrap(), "up"])
@@ -114,5 +114,5 @@ fn stale_socket_is_replaced_and_a_second_tend_refuses() {
     let text = stderr(&second);
     assert!(text.contains("another tend is already running"), "{text}");
     // The first one is unharmed.
-    assert!(world.tend(&["status"]).status.success());
+    assert!(world.tend(&["status", "--json"]).status.success());
 }

@@ -1,13 +1,16 @@
 //! tend's integration-test binary (the emulator's are in crates/tend-sim/tests): real `tend` processes, real services, real sockets and files.
 
 mod adopt;
+mod alerts;
 mod checks;
+mod cli;
 mod config;
 mod config_builder;
 mod control;
 mod core;
 mod helper;
 mod lifecycle;
+mod metrics;
 mod queue;
 mod recovery;
 mod reload;

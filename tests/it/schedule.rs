@@ -479,9 +479,14 @@ fn a_scheduled_diagnosis_is_posted_to_the_alert_webhook() {
             .into_iter()
             .find(|p| p["kind"] == "diagnosis")
     });
-    assert_eq!(posted["schedule"], "report");
+    // The same schema as every other alert.
+    assert_eq!(posted["schema"], "tend.alert/v1");
+    assert_eq!(posted["details"]["schedule"], "report");
     assert!(
-        posted["text"].as_str().unwrap_or_default().contains("idle"),
+        posted["details"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("idle"),
         "{posted}"
     );
     let view = wait_for(T, "the outcome", || {

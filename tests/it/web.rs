@@ -359,7 +359,7 @@ fn auth_csrf_roles_actions_and_audit() {
     );
     assert!(metrics
         .body
-        .contains("tend_service_restarts{service=\"a\"}"));
+        .contains("tend_service_restarts_total{service=\"a\"}"));
 
     // Logout ends the session.
     assert_eq!(op.post("/api/logout", "").status, 200);

@@ -40,6 +40,7 @@ mod recoveries;
 mod reload;
 mod runner;
 mod service;
+mod signal;
 mod snapshot;
 mod verdicts;
 
@@ -253,6 +254,14 @@ impl Supervisor {
                 if !self.shutting_down {
                     self.begin_shutdown(mode);
                 }
+            }
+            Command::Signal {
+                name,
+                signal,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.signal_service(&name, signal, &by));
             }
             Command::Report(report) => self.handle_report(report),
             Command::Flood(report) => self.handle_flood(report),
