@@ -100,6 +100,8 @@ function ask(title, text, okLabel, withReason) {
     $('confirm-reason').value = '';
     $('confirm-reason-label').hidden = !withReason;
     const done = () => {
+      // A close event of the previous question can arrive after this one opened: not ours.
+      if (dlg.open) return;
       dlg.removeEventListener('close', done);
       resolve(dlg.returnValue === 'ok' ? { reason: $('confirm-reason').value } : null);
     };
@@ -151,6 +153,8 @@ function startLive() {
   es.addEventListener('status', (ev) => {
     $('live').classList.add('on');
     const view = JSON.parse(ev.data);
+    // at_ms is the server's clock when it built this view (not the snapshot's time), so the offset
+    // stays right between views and tick() moves every clock each second.
     state.clockOffset = view.at_ms - Date.now();
     render(view);
   });
@@ -187,6 +191,21 @@ function render(view) {
   renderGroups(view);
   renderCards(view);
   renderSchedules(view);
+  renderTitle(view);
+}
+
+// The title and favicon name what needs a look: "2 attention · zombie send_text · tend".
+function renderTitle(view) {
+  const bad = view.services.filter((s) => s.condition && s.condition.attention);
+  const words = bad.map((s) => s.condition.name.replace('_', ' ') + ' ' + s.name);
+  document.title = (bad.length ? '⚠ ' + words.join(', ') + ' · ' : '') + 'tend — status';
+  const color = bad.some((s) => s.color === 'red' || s.condition.name === 'zombie' || s.condition.name === 'fatal') ? '#d1423a'
+    : bad.length ? '#d99a14' : '#2f9e55';
+  let icon = document.querySelector('link[rel=icon]');
+  if (!icon) { icon = el('link', { rel: 'icon' }); document.head.append(icon); }
+  const href = 'data:image/svg+xml,' + encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="' + color + '"/></svg>');
+  if (icon.getAttribute('href') !== href) icon.setAttribute('href', href);
+  document.body.dataset.attention = String(bad.length);
 }
 
 function fillOptions(view) {
@@ -222,8 +241,12 @@ function renderBanners(view) {
   for (const r of view.recoveries) {
     const stage = r.recovery.stage.stage;
     const finished = stage === 'done' || stage === 'cancelled';
+    // A finished recovery is news for a minute, then it is gone (tick() removes it).
+    const endedAt = finished ? r.recovery.stage.at_ms : null;
+    if (finished && serverNow() - endedAt > FINISHED_BANNER_MS) continue;
     const service = currentRecoveryService(r);
-    const b = el('div', { class: 'banner ' + (finished ? 'grey' : 'amber'), id: 'recovery-' + r.recovery.group },
+    const b = el('div', { class: 'banner ' + (finished ? 'grey' : 'amber'), id: 'recovery-' + r.recovery.group,
+      'data-expires': finished ? endedAt + FINISHED_BANNER_MS : null },
       el('strong', { text: 'Flood-wait recovery of ' + r.recovery.group }),
       ' · stage ', el('span', { class: 'stage', text: stage }),
       service ? ' · ' + service : '',
@@ -243,12 +266,25 @@ function currentRecoveryService(r) {
   return '';
 }
 
+const FINISHED_BANNER_MS = 60000;
+
+// Every second, between views: countdowns, uptimes and "next start in" move on the server's clock.
 function tick() {
+  const now = serverNow();
   for (const c of document.querySelectorAll('.countdown')) {
-    c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - serverNow()) + ' left';
+    c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - now) + ' left';
   }
   for (const c of document.querySelectorAll('.next-in')) {
-    c.textContent = 'in ' + human(Number(c.dataset.at) - serverNow());
+    c.textContent = 'in ' + human(Number(c.dataset.at) - now);
+  }
+  for (const c of document.querySelectorAll('.uptime')) {
+    c.textContent = human(now - Number(c.dataset.since));
+  }
+  for (const c of document.querySelectorAll('.ago')) {
+    c.textContent = human(now - Number(c.dataset.at)) + ' ago';
+  }
+  for (const b of document.querySelectorAll('[data-expires]')) {
+    if (now > Number(b.dataset.expires)) b.remove();
   }
 }
 
@@ -258,6 +294,12 @@ function renderGroups(view) {
   for (const g of view.groups) {
     box.append(el('button', { class: 'flood', 'data-group': g, onclick: () => clearFlood(g) }, 'Clear Flood Wait (' + g + ')'));
   }
+  const accounts = $('accounts');
+  accounts.replaceChildren();
+  for (const a of view.accounts || []) {
+    accounts.append(el('li', { 'data-account': a.group }, el('strong', { text: a.group + ': ' }), a.summary));
+  }
+  accounts.hidden = !(view.accounts || []).length;
 }
 
 function renderCards(view) {
@@ -280,17 +322,35 @@ function renderCards(view) {
   for (const c of [...box.children]) if (!keep.has(c.dataset.service)) c.remove();
 }
 
+const ALIVE = ['starting', 'running', 'stopping'];
+
+function clock(cls, data, text) { return el('span', Object.assign({ class: cls, text }, data)); }
+
 function cardContent(s) {
+  const alive = ALIVE.includes(s.state);
+  const now = serverNow();
+  let next = 'allowed now';
+  if (s.next_start_hold) {
+    next = el('span', {}, s.next_start_hold + ' ',
+      clock('next-in', { 'data-at': s.next_start.at_ms }, 'in ' + human(s.next_start.at_ms - now)));
+  }
+  let uptime = '—';
+  if (s.uptime_ms !== null && s.since_ms) uptime = clock('uptime', { 'data-since': s.since_ms }, human(now - s.since_ms));
+  else if (s.last_exit) {
+    uptime = el('span', { class: 'muted' }, 'down · last run ' + human(s.last_exit.ran_ms) + ', ended ',
+      clock('ago', { 'data-at': s.last_exit.at_ms }, human(now - s.last_exit.at_ms) + ' ago'));
+  }
   const rows = [
-    ['state', s.state + (s.sticky_stop ? ' (stopped by hand)' : '')],
+    ['state', el('span', { class: 'condition cond-' + s.condition.name, text: s.condition.text + (s.sticky_stop ? ' (stopped by hand)' : '') })],
+    ['port', s.port ?? '—'],
     ['pid', s.pid ?? '—'],
-    ['uptime', s.uptime_ms !== null ? human(s.uptime_ms) : '—'],
+    ['uptime', uptime],
     ['memory', s.usage ? bytes(s.usage.rss_bytes) : '—'],
     ['CPU', s.usage && s.usage.cpu_percent !== null ? s.usage.cpu_percent.toFixed(1) + ' %' : '—'],
     ['cache', s.cache_size !== null && s.cache_size !== undefined ? Math.round(s.cache_size).toLocaleString() + ' entities' : '—'],
     ['errors', s.errors_since_start + ' since start · ' + s.errors_total + ' since tend started'],
     ['restarts', s.restarts + ' (' + s.starts_24h + ' starts in 24 h)'],
-    ['next start', s.next_start_text || 'allowed now'],
+    ['next start', next],
   ];
   if (s.flood_until_ms && s.flood_until_ms > serverNow()) {
     rows.push(['flood wait', el('span', { class: 'countdown', 'data-until': s.flood_until_ms, text: human(s.flood_until_ms - serverNow()) + ' left' })]);
@@ -302,23 +362,45 @@ function cardContent(s) {
   for (const t of s.error_types.slice(0, 8)) {
     types.append(el('li', { class: 'sev-' + t.severity }, el('span', { text: t.name }), el('span', { class: 'n', text: String(t.since_start) })));
   }
-  const checks = el('ul', { class: 'checks' });
-  for (const c of s.checks) {
-    checks.append(el('li', { class: 'st-' + c.status, title: new Date(c.at_ms).toLocaleString() },
-      el('span', { text: c.check }), ' ', el('span', { class: 'msg', text: c.message })));
+  const checkList = (list) => {
+    const ul = el('ul', { class: 'checks' });
+    for (const c of list) {
+      ul.append(el('li', { class: 'st-' + c.status, title: new Date(c.at_ms).toLocaleString() },
+        el('span', { text: c.check }), ' ', el('span', { class: 'msg', text: c.message })));
+    }
+    return ul;
+  };
+  const last = s.last_run;
+  let lastRun = null;
+  if (last) {
+    // The dead run's checks: greyed, under a title that says when that run ended.
+    const ended = last.ended_ms ? 'ended ' + when(last.ended_ms) : 'before this tend started';
+    lastRun = el('details', { class: 'lastrun' }, el('summary', { text: 'last run (' + ended + ')' }),
+      last.cache_size !== null && last.cache_size !== undefined ? el('p', { class: 'muted', text: 'cache ' + Math.round(last.cache_size).toLocaleString() + ' entities' }) : null,
+      checkList(last.checks));
   }
   const op = state.me && state.me.role === 'operator';
+  // Disabled where the action makes no sense: Start on a live process, Stop on a stopped one,
+  // Reload Cache without a running process.
+  const down = ['stopped', 'exited', 'fatal'].includes(s.state);
+  const why = (ok, text) => (ok ? null : text);
+  const button = (cls, action, label, ok, no) => el('button', {
+    class: cls, disabled: !op || !ok, title: op ? why(ok, no) : 'operators only',
+    onclick: () => serviceAction(s.name, action, s),
+  }, label);
   const buttons = el('div', { class: 'buttons' },
-    el('button', { class: 'start', disabled: !op, onclick: () => serviceAction(s.name, 'start') }, 'Start'),
-    el('button', { class: 'stop danger', disabled: !op, onclick: () => serviceAction(s.name, 'stop') }, 'Stop'),
-    el('button', { class: 'restart', disabled: !op, onclick: () => serviceAction(s.name, 'restart') }, 'Restart'),
-    el('button', { class: 'reload', disabled: !op, onclick: () => serviceAction(s.name, 'reload_cache') }, 'Reload Cache'));
+    button('start', 'start', 'Start', !alive, 'it runs already'),
+    button('stop danger', 'stop', 'Stop', !down, 'it is stopped already'),
+    button('restart', 'restart', 'Restart', s.state === 'running' || s.state === 'starting', 'not running: use Start'),
+    button('reload', 'reload_cache', 'Reload Cache', s.state === 'running', 'not running'));
   return [
-    el('h2', {}, el('span', { class: 'dot ' + s.color, title: s.state }), s.name),
+    el('h2', {}, el('span', { class: 'dot ' + s.color, title: s.state }), s.name,
+      s.port ? el('span', { class: 'port muted', text: ':' + s.port }) : null),
     s.message ? el('p', { class: 'message', text: s.message }) : null,
     dl,
     s.error_types.length ? el('details', { class: 'breakdown' }, el('summary', { text: 'errors by type' }), types) : null,
-    s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checks) : null,
+    s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checkList(s.checks)) : null,
+    lastRun,
     buttons,
   ].filter(Boolean);
 }
@@ -354,20 +436,27 @@ function renderSchedules(view) {
 
 const LABEL = { start: 'Start', stop: 'Stop', restart: 'Restart', reload_cache: 'Reload Cache' };
 
-async function serviceAction(name, action) {
+async function serviceAction(name, action, s) {
   let reason = '';
   if (action === 'stop') {
     const ok = await ask('Stop ' + name + '?', 'It stays stopped until someone starts it. Every later start fetches all dialogs again.', 'Stop', true);
     if (!ok) return;
     reason = ok.reason;
   }
+  if (action === 'restart') {
+    const cache = s && s.cache_size ? ' (' + Math.round(s.cache_size).toLocaleString() + ' entities now)' : '';
+    const ok = await ask('Restart ' + name + '?', 'A restart costs a full dialog fetch' + cache +
+      ' on the shared Telegram account and counts against the group\'s start budget; too many earn a flood wait for every service of the account. To reload the cache only, use Reload Cache.', 'Restart', true);
+    if (!ok) return;
+    reason = ok.reason;
+  }
   let r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { reason });
   if (r.status === 409 && r.data && r.data.outcome === 'refused') {
-    const first = await ask(LABEL[action] + ' refused', r.data.message + '. Starting more often can earn a flood wait for the whole account.', 'Force ' + LABEL[action].toLowerCase() + '…', true);
+    const first = await ask(LABEL[action] + ' refused', r.data.message.replace(/^refused: /, '') + '. Starting more often can earn a flood wait for the whole account.', 'Force ' + LABEL[action].toLowerCase() + '…', true);
     if (!first) return;
     const second = await ask('Really force?', 'This bypasses the restart spacing for ' + name + '. Are you sure?', 'Yes, force it', false);
     if (!second) return;
-    r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { force: true, reason: first.reason });
+    r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { force: true, reason: first.reason || reason });
   }
   report(r, LABEL[action] + ' ' + name);
   loadAudit();
@@ -482,6 +571,7 @@ async function loadChats() {
   $('chats-empty').hidden = r.data.rows.length > 0;
   $('chats').hidden = r.data.rows.length === 0;
   $('chats-advice').textContent = r.data.rows.length ? r.data.advice : '';
+  $('chats-advice').hidden = !(r.data.rows.length && r.data.advice);
 }
 
 // ---------- audit ----------
