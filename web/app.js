@@ -99,8 +99,11 @@ function ask(title, text, okLabel, withReason) {
     $('confirm-ok').textContent = okLabel || 'OK';
     $('confirm-reason').value = '';
     $('confirm-reason-label').hidden = !withReason;
+    const mine = ask.asked = (ask.asked || 0) + 1;
     const done = () => {
-      // A close event of the previous question can arrive after this one opened: not ours.
+      // A close event is queued: the previous question's can arrive after this one opened. A newer
+      // question supersedes this one (it was answered, by Cancel); our own close finds it shut.
+      if (mine !== ask.asked) { dlg.removeEventListener('close', done); resolve(null); return; }
       if (dlg.open) return;
       dlg.removeEventListener('close', done);
       resolve(dlg.returnValue === 'ok' ? { reason: $('confirm-reason').value } : null);
@@ -342,7 +345,6 @@ function cardContent(s) {
   }
   const rows = [
     ['state', el('span', { class: 'condition cond-' + s.condition.name, text: s.condition.text + (s.sticky_stop ? ' (stopped by hand)' : '') })],
-    ['port', s.port ?? '—'],
     ['pid', s.pid ?? '—'],
     ['uptime', uptime],
     ['memory', s.usage ? bytes(s.usage.rss_bytes) : '—'],

@@ -268,7 +268,7 @@ pub fn build(
             });
             let cache = cache.filter(|_| alive);
             ServiceCard {
-                condition: condition(s, cache, now),
+                condition: condition(&status, cache, now),
                 next_start_hold: s.next_start.hold.as_ref().map(|h| h.to_string()),
                 file_index: config
                     .services

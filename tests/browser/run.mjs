@@ -7,7 +7,8 @@
 // plus a shell service that prints hostile lines), runs `tend up`, and in the browser: logs in, sees
 // both cards turn green, stops a service through the confirmation and watches its card turn red live,
 // filters the logs by error type, runs diagnostics, starts a flood recovery and sees its countdown,
-// sees the Schedules section list a schedule with its next run and last outcome,
+// sees the Schedules section list a schedule with its next run and last outcome, sees the clocks tick,
+// the zombie named (a fourth sim in a start-up FloodWait), dead runs cleared, no word split at 390 px,
 // checks that injected markup never runs, and that the page fits a phone screen.
 // UPDATE_SCREENSHOT=1 also saves docs/screenshot.png.
 
@@ -59,7 +60,7 @@ async function waitUntil(what, fn, timeout = TIMEOUT) {
 async function setUp() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tend-browser-'));
   dirs.push(dir);
-  const [web, p1, p2] = [await freePort(), await freePort(), await freePort()];
+  const [web, p1, p2, p3] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const hash = spawnSync(tend, ['hash-password'], { input: 'browser-pass\n' }).stdout.toString().trim();
   if (!hash.startsWith('$argon2id$')) throw new Error('tend hash-password failed: ' + hash);
   const sim = (svc, port) => `tend sim --service ${svc} --port ${port} --account acct_${svc} --state-dir sim --time-scale 0.01`;
@@ -101,11 +102,17 @@ stop_timeout = "3s"
 command = ["sh", "-c", ${JSON.stringify(noisy)}]
 start_grace = "200ms"
 
+# The zombie: a FloodWait at start-up longer than Telethon sleeps, so HTTP is up and the cache empty.
+[services.stuck]
+command = "tend sim --service send_text --port ${p3} --account acct_stuck --state-dir sim --time-scale 0.01 --force-flood 100000"
+port = ${p3}
+start_grace = "200ms"
+
 [checks.health]
 kind = "http"
 url = "http://{host}:{port}/health"
 body_contains = "ok"
-services = ["send_text", "send_media"]
+services = ["send_text", "send_media", "stuck"]
 interval = "1s"
 timeout = "500ms"
 
@@ -116,7 +123,7 @@ pointer = "/cache_size"
 min = 1
 warn_below = 3900
 readiness = true
-services = ["send_text", "send_media"]
+services = ["send_text", "send_media", "stuck"]
 interval = "1s"
 timeout = "500ms"
 
@@ -245,7 +252,7 @@ async function main() {
 
   await step('cards in file order, port on each, named state in the card', async () => {
     const order = await ev(`[...document.querySelectorAll('.card')].map(c => c.dataset.service).join(',')`);
-    if (order !== 'send_text,send_media,noisy') throw new Error('cards in order ' + order);
+    if (order !== 'send_text,send_media,noisy,stuck') throw new Error('cards in order ' + order);
     const port = await ev(`${card('send_text')}.querySelector('.port')?.textContent || ''`);
     if (!/^:\d+$/.test(port)) throw new Error('no port on the card: ' + port);
     await waitJs('a named running state', `${card('send_text')}.querySelector('.condition.cond-running') !== null`);
@@ -253,6 +260,15 @@ async function main() {
     if (buttons !== 'start=true stop=false restart=false reload=false') throw new Error('buttons on a running service: ' + buttons);
     const accounts = await ev(`document.querySelector('#accounts [data-account="telegram"]')?.textContent || ''`);
     if (!accounts.includes('telegram')) throw new Error('no account summary: ' + accounts);
+  });
+
+  await step('the zombie is named on its card, in the title and in /api/status', async () => {
+    await waitJs('the zombie state', `${card('stuck')}?.querySelector('.condition.cond-zombie') !== null`, 30000)
+      .catch(async (e) => { throw new Error(e.message + ': ' + await ev(`${card('stuck')}?.textContent`)); });
+    const title = await ev(`document.title`);
+    if (!title.includes('zombie stuck')) throw new Error('the title says: ' + title);
+    const api = await ev(`(async () => (await (await fetch('/api/status')).json()).services.find((s) => s.name === 'stuck').condition.name)()`);
+    if (api !== 'zombie') throw new Error('/api/status says ' + api);
   });
 
   await step('uptimes tick every second between views and agree with /api/status', async () => {
