@@ -531,8 +531,17 @@ function historyAlerts() {
 function renderHistory(h) {
   const box = $('history');
   box.replaceChildren();
-  const slots = 120;
+  // Fewer, wider dots on a phone (3-minute buckets), so each can be tapped.
+  const slots = $('history').clientWidth < 560 ? 40 : 120;
   const span = h.now_ms - h.since_ms;
+  const showTip = (service, e) => {
+    const t = e.target.dataset && e.target.dataset.at;
+    if (!t) return;
+    const tip = $('history-tip');
+    tip.hidden = false;
+    const cls = e.target.classList.contains('red') ? 'no answer' : e.target.classList.contains('green') ? 'answered' : 'no data';
+    tip.textContent = service + ' · ' + new Date(Number(t)).toLocaleTimeString() + ' · ' + cls;
+  };
   for (const s of h.strips) {
     const buckets = new Array(slots).fill(null);
     for (const [at, status] of s.points) {
@@ -542,19 +551,21 @@ function renderHistory(h) {
       buckets[i] = buckets[i] === 'red' || bad ? 'red' : 'green';
     }
     const strip = el('div', { class: 'strip', 'data-service': s.service });
+    strip.style.gridTemplateColumns = 'repeat(' + slots + ', 1fr)'; // CSSOM: the CSP forbids style attributes
     buckets.forEach((b, i) => {
       const from = h.since_ms + i * span / slots;
       strip.append(el('span', { class: 'hdot ' + (b || 'grey'), 'data-at': Math.round(from) }));
     });
-    strip.addEventListener('pointermove', (e) => {
-      const t = e.target.dataset && e.target.dataset.at;
-      if (!t) return;
-      const tip = $('history-tip');
-      tip.hidden = false;
-      const cls = e.target.classList.contains('red') ? 'no answer' : e.target.classList.contains('green') ? 'answered' : 'no data';
-      tip.textContent = s.service + ' · ' + new Date(Number(t)).toLocaleTimeString() + ' · ' + cls;
-    });
+    // pointermove for a mouse, pointerdown for a tap.
+    strip.addEventListener('pointermove', (e) => showTip(s.service, e));
+    strip.addEventListener('pointerdown', (e) => showTip(s.service, e));
     box.append(el('div', { class: 'strip-row' }, el('span', { class: 'strip-name', text: s.service + (s.check ? ' (' + s.check + ')' : '') }), strip));
+  }
+  if (h.strips.length) {
+    // The time axis: the strip's start, middle and end as clock times.
+    const at = (f) => new Date(h.since_ms + f * span).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    box.append(el('div', { class: 'strip-row' }, el('span'),
+      el('div', { class: 'axis' }, el('span', { text: at(0) }), el('span', { text: at(0.5) }), el('span', { text: at(1) + ' (now)' }))));
   }
 }
 

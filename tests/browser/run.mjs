@@ -405,6 +405,16 @@ async function main() {
       return out.slice(0, 5).join(' | ');
     })()`);
     if (split) throw new Error('words split across lines at 390 px: ' + split);
+    // The health strip on a phone: a time axis, dots wide enough to tap, and a tap shows the tip.
+    await ev(`loadHistory().then(() => true)`);
+    const strip = await ev(`(() => {
+      const dot = document.querySelector('.strip[data-service="send_text"] .hdot:last-child');
+      dot.dispatchEvent(new PointerEvent('pointerdown', { bubbles: true }));
+      return JSON.stringify({ width: dot.getBoundingClientRect().width, n: dot.parentNode.children.length, sw: dot.parentNode.getBoundingClientRect().width, hw: document.getElementById('history').clientWidth, axis: document.querySelectorAll('#history .axis span').length,
+        tip: document.getElementById('history-tip').hidden ? '' : document.getElementById('history-tip').textContent });
+    })()`);
+    const { width, axis, tip } = JSON.parse(strip);
+    if (width < 5 || axis !== 3 || !tip.includes('send_text')) throw new Error('health strip on a phone: ' + strip);
     if (process.env.UPDATE_SCREENSHOT) {
       const { cssContentSize } = await page('Page.getLayoutMetrics');
       const shot = await page('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true,
