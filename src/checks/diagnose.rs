@@ -167,6 +167,13 @@ async fn diagnose_service(
 pub fn judge(snapshot: Snapshot, services: Vec<ServiceDiagnosis>) -> Diagnosis {
     let now = snapshot.at_ms;
     let mut advice = Vec::new();
+    if let Some(warning) = &snapshot.state_warning {
+        advice.push(Advice {
+            service: None,
+            severity: Status::Warning,
+            text: format!("the state file was not usable at start: {warning}"),
+        });
+    }
     let mut say = |service: &str, severity: Status, text: String| {
         advice.push(Advice {
             service: Some(service.to_string()),
@@ -176,6 +183,19 @@ pub fn judge(snapshot: Snapshot, services: Vec<ServiceDiagnosis>) -> Diagnosis {
     };
     for (d, status) in services.iter().zip(&snapshot.services) {
         let n = &d.name;
+        if let Some(loss) = &status.log_loss {
+            say(
+                n,
+                Status::Critical,
+                format!(
+                    "{n}'s log cannot be written since {} ({}): {} lines lost so far, {} kept in memory; free space in the log directory",
+                    loss.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    loss.error,
+                    loss.lines_lost,
+                    loss.lines_waiting
+                ),
+            );
+        }
         match d.state {
             ServiceState::Fatal => say(
                 n,

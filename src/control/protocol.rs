@@ -180,27 +180,62 @@ pub fn decode_request(line: &str) -> Result<Request, Response> {
         code: ErrorCode::BadRequest,
         message,
     };
+    if line.trim().is_empty() {
+        return Err(bad(format!(
+            "empty request line: send one JSON object per line, e.g. {{\"v\":{PROTOCOL_VERSION},\"cmd\":\"ping\"}}"
+        )));
+    }
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| bad(format!("request is not valid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err(bad("request must be a JSON object".into()));
     };
-    match object.get("v").and_then(|v| v.as_u64()) {
-        Some(v) if v == PROTOCOL_VERSION as u64 => {}
-        Some(v) => {
-            return Err(Response::Error {
-                code: ErrorCode::UnsupportedVersion,
-                message: format!(
-                    "protocol version {v} is not supported; this tend speaks version {PROTOCOL_VERSION}"
-                ),
-            })
-        }
+    match object.get("v") {
         None => return Err(bad("request lacks the protocol version field `v`".into())),
+        Some(v) => match v.as_u64() {
+            Some(n) if n == u64::from(PROTOCOL_VERSION) => {}
+            Some(n) => {
+                return Err(Response::Error {
+                    code: ErrorCode::UnsupportedVersion,
+                    message: format!(
+                        "protocol version {n} is not supported; this tend speaks version {PROTOCOL_VERSION}"
+                    ),
+                })
+            }
+            None => {
+                return Err(bad(format!(
+                    "the protocol version `v` must be the integer {PROTOCOL_VERSION}, found {v}"
+                )))
+            }
+        },
     }
     let mut object = object.clone();
     object.remove("v");
-    serde_json::from_value(serde_json::Value::Object(object))
-        .map_err(|e| bad(format!("invalid request: {e}")))
+    let request: Request = serde_json::from_value(serde_json::Value::Object(object.clone()))
+        .map_err(|e| bad(format!("invalid request: {e}")))?;
+    // serde's `deny_unknown_fields` does not reach verbs without fields (`ping`, `reload`…): compare
+    // with the fields the decoded request has (it serializes every one of them).
+    let known = serde_json::to_value(&request).expect("protocol messages serialize");
+    let unknown: Vec<&str> = object
+        .keys()
+        .filter(|k| known.get(k.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let cmd = known
+            .get("cmd")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "invalid request: unknown field(s) {} for `{cmd}`",
+            unknown
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(request)
 }
 
 /// Decodes a response line (client side).
@@ -251,6 +286,45 @@ mod tests {
         assert_eq!(c, ErrorCode::BadRequest);
         assert!(m.contains("explode"), "{m}");
         assert_eq!(code(r#"{"v":1,"cmd":"stop"}"#).0, ErrorCode::BadRequest);
+        // A blank line is answered, not ignored.
+        for blank in ["", "   "] {
+            let (c, m) = code(blank);
+            assert_eq!(c, ErrorCode::BadRequest);
+            assert!(m.contains("empty request line"), "{m}");
+        }
+        // Unknown fields are refused on verbs with and without fields.
+        for line in [
+            r#"{"v":1,"cmd":"ping","x":1}"#,
+            r#"{"v":1,"cmd":"reload","force":true}"#,
+            r#"{"v":1,"cmd":"stop","names":["a"],"force":true}"#,
+        ] {
+            let (c, m) = code(line);
+            assert_eq!(c, ErrorCode::BadRequest, "{line}");
+            assert!(m.contains("unknown field"), "{line}: {m}");
+        }
+        // A `v` that is there but wrong is named as bad, not missing.
+        for (line, says) in [
+            (
+                r#"{"v":"1","cmd":"ping"}"#,
+                "must be the integer 1, found \"1\"",
+            ),
+            (
+                r#"{"v":-1,"cmd":"ping"}"#,
+                "must be the integer 1, found -1",
+            ),
+            (r#"{"v":1e30,"cmd":"ping"}"#, "must be the integer 1"),
+            (r#"{"cmd":"ping"}"#, "lacks the protocol version"),
+        ] {
+            let (c, m) = code(line);
+            assert_eq!(c, ErrorCode::BadRequest, "{line}");
+            assert!(m.contains(says), "{line}: {m}");
+        }
+        // Every field a request may have is still accepted.
+        assert!(decode_request(
+            r#"{"v":1,"cmd":"logs","name":"a","lines":3,"stream":null,"follow":false}"#
+        )
+        .is_ok());
+        assert!(decode_request(r#"{"v":1,"cmd":"status"}"#).is_ok());
         assert_eq!(
             decode_request(r#"{"v":1,"cmd":"ping"}"#).unwrap(),
             Request::Ping

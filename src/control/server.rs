@@ -201,10 +201,9 @@ async fn handle_connection(
             return Ok(());
         }
         let text = String::from_utf8_lossy(&line);
+        // A blank line gets an error reply too (`decode_request`): a client waiting for an answer
+        // must never hang.
         let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
         let request = match protocol::decode_request(text) {
             Ok(request) => request,
             Err(reply) => {
@@ -321,6 +320,7 @@ async fn handle_request(ctx: &Context, request: Request) -> Response {
                     recoveries: snapshot.recoveries,
                     accounts: snapshot.accounts,
                     config_error: snapshot.config_error,
+                    state_warning: snapshot.state_warning,
                     pending_removals: snapshot.pending_removals,
                     services: snapshot
                         .services

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::checks::probe::{ProbeResult, Status};
+use crate::check_result::{ProbeResult, Status};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::logs::ServiceLog;
@@ -45,7 +45,7 @@ impl ShutdownMode {
     /// As PID 1, always `Stop`: the services end with tend's pid namespace, nothing could adopt them.
     pub fn configured(config: &Config) -> ShutdownMode {
         match config.supervisor.on_shutdown {
-            crate::config::OnShutdown::KeepServices if !crate::host::is_pid1() => {
+            crate::config::OnShutdown::KeepServices if !crate::process::is_pid1() => {
                 ShutdownMode::KeepServices
             }
             _ => ShutdownMode::Stop,
@@ -170,6 +170,10 @@ pub struct ServiceStatus {
     /// Starts (not cache reloads) in the last 24 hours.
     #[serde(default)]
     pub starts_24h: u32,
+    /// Its log directory cannot be written right now: lines are counted and the newest kept until it
+    /// can (`None`: writing works).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_loss: Option<crate::logs::LogLoss>,
 }
 
 /// The core's view of one check on one service.
@@ -218,6 +222,10 @@ pub struct Snapshot {
     /// What each group's account has shown of its flood limits, and what the next sweep would cost.
     #[serde(default)]
     pub accounts: Vec<AccountView>,
+    /// The state file was corrupt or missing at start and what tend did about it (moved aside, fell back
+    /// to the previous good file), until tend restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_warning: Option<String>,
     /// Why the last reload of the configuration failed (file, line, key); `None` once a reload succeeds.
     /// The running configuration is the last good one meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,8 +25,6 @@ pub mod notify;
 pub mod signals;
 pub mod watchdog;
 
-/// `is_pid1` lives in `process`; re-exported here for its older callers.
-pub use crate::process::is_pid1;
 pub use notify::{
     init_from_env, notify_handing_over, notify_ready, notify_reloading, notify_status,
     notify_stopping, reexec_env, SystemdEnv, HOST_VARS,
@@ -95,7 +93,7 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let signal_task = tokio::spawn(signals::serve(signals, core.clone(), shutdown.clone()));
-        if is_pid1() {
+        if crate::process::is_pid1() {
             tracing::info!(
                 "tend is PID 1: it reaps every orphan of this pid namespace and stops on SIGTERM, SIGINT or SIGQUIT"
             );

@@ -14,6 +14,7 @@ use super::capture::{
     spawn_reader, Capture, Carried, LineSink, ReaderControl, LINE_QUEUE_CAPACITY,
 };
 use super::format::now_millis;
+use super::loss::LogLoss;
 use super::tail::{log_path, read_tail};
 use super::writer::{Msg, StoppedGuard, Writer};
 use super::{LogError, LogLine, LogSettings, SharedLine, Stream};
@@ -41,6 +42,8 @@ struct Inner {
     broadcast: broadcast::Sender<SharedLine>,
     /// Becomes true when the writer thread has ended.
     stopped: watch::Receiver<bool>,
+    /// The write failure under way (`None` while the file takes every line).
+    loss: watch::Receiver<Option<LogLoss>>,
 }
 
 impl std::fmt::Debug for ServiceLog {
@@ -77,10 +80,13 @@ impl ServiceLog {
             read_tail(&settings.dir, &settings.name, settings.ring_lines)?,
         );
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (loss_tx, loss) = watch::channel(None);
         let writer =
-            Writer::open(&settings, ring, broadcast.clone()).map_err(|source| LogError::Open {
-                path: path.clone(),
-                source,
+            Writer::open(&settings, ring, broadcast.clone(), loss_tx).map_err(|source| {
+                LogError::Open {
+                    path: path.clone(),
+                    source,
+                }
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (stopped_tx, stopped) = watch::channel(false);
@@ -99,8 +105,16 @@ impl ServiceLog {
                 budget: Arc::new(Semaphore::new(LINE_QUEUE_CAPACITY)),
                 broadcast,
                 stopped,
+                loss,
             }),
         })
+    }
+
+    /// The write failure under way, if any: since when, why, lines lost and lines kept in memory.
+    /// For status, diagnose, the page and /metrics while it lasts; `None` again once the marker is
+    /// written.
+    pub fn write_failure(&self) -> Option<LogLoss> {
+        self.inner.loss.borrow().clone()
     }
 
     /// Captures one run of the service: spawns a reader task per pipe (needs a tokio runtime). The

@@ -48,6 +48,8 @@ mod capture;
 mod error;
 mod format;
 mod handle;
+mod loss;
+mod own;
 mod split;
 mod tail;
 mod writer;
@@ -59,6 +61,8 @@ pub use capture::{Capture, Carried, LINE_QUEUE_CAPACITY, MAX_BATCH_LINES, READ_B
 pub use error::LogError;
 pub use format::{format_line, parse_line};
 pub use handle::{ServiceLog, BROADCAST_CAPACITY};
+pub use loss::LogLoss;
+pub use own::{OwnLog, OWN_LOG_KEEP, OWN_LOG_MAX_BYTES};
 pub use split::{LineSplitter, MAX_LINE_BYTES};
 pub use tail::read_tail;
 

@@ -6,8 +6,10 @@
 //! stall only this service's log, never the runtime that runs the supervisor, checks and web UI.
 //!
 //! Must not: read pipes, spawn or signal processes, or fail. A write error is reported through
-//! `tracing` (once per episode), the file is reopened with the next line, and the ring and broadcast
-//! keep getting every line meanwhile.
+//! `tracing` (once per episode) and starts an [`Episode`]: the newest lines are kept in memory, the
+//! oldest counted lost, the condition published ([`LogLoss`], read by `ServiceLog::write_failure`), and
+//! a retry at most every `RETRY_INTERVAL` writes one marker ("N lines, B bytes lost: …, from T1 to T2")
+//! and the kept lines once the file takes them. The ring and broadcast keep getting every line meanwhile.
 //!
 //! Architecture invariant: a line is written whole into exactly one file; rotation happens only
 //! between lines.
@@ -25,6 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use super::batch::{Batch, Ring};
 use super::format::format_timestamp;
+use super::loss::{describe, Episode, LogLoss, RETAIN_BYTES};
 use super::tail::{rotated_files, rotated_path};
 use super::{LogLine, SharedLine, Stream};
 
@@ -36,6 +39,8 @@ const FILE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Published lines the writer keeps a reference to: more than a receiver can be behind without
 /// being told it lagged.
 const PUBLISHED_KEPT: usize = 2 * super::BROADCAST_CAPACITY;
+/// While writing fails, how often (at most, as lines arrive) the writer tries the file again.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the writer can be asked to do; see [`ServiceLog`](super::ServiceLog) for the callers.
 pub(crate) enum Msg {
@@ -104,6 +109,12 @@ pub(crate) struct Writer {
     /// First error since the last [`Msg::Flush`], returned by it.
     unreported: Option<io::Error>,
     last_file_check: Instant,
+    /// The write failure under way, if any, with the lines kept meanwhile.
+    episode: Option<Episode>,
+    /// When the file was last tried during an episode.
+    last_retry: Instant,
+    /// Publishes the episode to the handle (`None` while all is well).
+    loss: watch::Sender<Option<LogLoss>>,
 }
 
 /// Sets the `stopped` flag when the writer thread ends, however it ends.
@@ -168,6 +179,7 @@ impl Writer {
         settings: &super::LogSettings,
         ring: Ring,
         broadcast: broadcast::Sender<SharedLine>,
+        loss: watch::Sender<Option<LogLoss>>,
     ) -> io::Result<Writer> {
         let path = super::tail::log_path(&settings.dir, &settings.name);
         let file = open_log(&path)?;
@@ -186,6 +198,9 @@ impl Writer {
             failing: false,
             unreported: None,
             last_file_check: Instant::now(),
+            episode: None,
+            last_retry: Instant::now(),
+            loss,
         })
     }
 
@@ -221,6 +236,10 @@ impl Writer {
                     let _ = reply.send((self.ring.tail(n, stream), self.broadcast.subscribe()));
                 }
                 Msg::Flush(reply) => {
+                    if self.episode.is_some() {
+                        // An explicit flush tries the file at once: the caller wants to know.
+                        self.retry(true);
+                    }
                     self.check_file_identity();
                     self.flush_file();
                     let _ = reply.send(self.unreported.take().map_or(Ok(()), Err));
@@ -268,14 +287,23 @@ impl Writer {
         self.prefix.push_str(batch.stream.tag());
         self.prefix.push(' ');
         for line in batch.lines_with_newline() {
-            self.write_line(line);
+            self.write_line(line, batch.ts);
+        }
+        if let Some(episode) = &self.episode {
+            self.loss.send_replace(Some(episode.status()));
         }
     }
 
     /// Writes one line (`self.prefix` + `line`, which ends in `\n`), rotating first if it would not fit.
-    fn write_line(&mut self, line: &str) {
+    /// During a write failure the line is kept in memory instead (see [`Episode`]).
+    fn write_line(&mut self, line: &str, ts: DateTime<Utc>) {
         let len = (self.prefix.len() + line.len()) as u64;
+        if self.episode.is_some() && !self.retry(false) {
+            self.keep(line, ts);
+            return;
+        }
         if self.file.is_none() && !self.reopen() {
+            self.keep(line, ts);
             return;
         }
         let must_rotate = self
@@ -284,15 +312,78 @@ impl Writer {
             .is_some_and(|f| f.size > 0 && f.size.saturating_add(len) > self.max_size);
         if must_rotate {
             self.rotate();
+            if self.episode.is_some() {
+                // The rotation's flush failed: this line joins the kept ones, in order.
+                self.keep(line, ts);
+                return;
+            }
         }
         let Some(file) = self.file.as_mut() else {
+            self.keep(line, ts);
             return;
         };
         let written = write_record(&mut file.out, &self.prefix, line);
         match written {
             Ok(()) => file.size += len,
-            Err(err) => self.fail("write to", err),
+            Err(err) => {
+                self.fail("write to", err);
+                self.keep(line, ts);
+            }
         }
+    }
+
+    /// Keeps one record in memory during an episode (`fail` has started it).
+    fn keep(&mut self, line: &str, ts: DateTime<Utc>) {
+        if let Some(episode) = self.episode.as_mut() {
+            episode.keep(ts, format!("{}{line}", self.prefix));
+        }
+    }
+
+    /// During an episode: tries the file again (at most every `RETRY_INTERVAL`, unless `now`); on
+    /// success writes the marker and the kept lines, ends the episode and returns true.
+    fn retry(&mut self, now: bool) -> bool {
+        if !now && self.last_retry.elapsed() < RETRY_INTERVAL {
+            return false;
+        }
+        self.last_retry = Instant::now();
+        let Some(episode) = self.episode.as_mut() else {
+            return true;
+        };
+        let mut file = match open_log(&self.path) {
+            Ok(file) => file,
+            Err(err) => {
+                episode.set_error(describe(&err));
+                return false;
+            }
+        };
+        let (marker, text) = episode.recovery_text(Utc::now());
+        let written = file
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| file.out.flush());
+        if let Err(err) = written {
+            episode.set_error(describe(&err));
+            // Whatever part of it reached the disk may show twice after the next try: better than lost.
+            drop(file.out.into_parts());
+            return false;
+        }
+        file.size += text.len() as u64;
+        self.file = Some(file);
+        let status = episode.status();
+        self.episode = None;
+        self.failing = false;
+        self.loss.send_replace(None);
+        match marker {
+            Some(marker) => {
+                tracing::warn!(path = %self.path.display(), "service log is writable again; {marker}");
+                let mut batch = Batch::with_capacity(Utc::now(), Stream::Tend, marker.len(), 1);
+                batch.push_str(&marker);
+                self.ring.push(batch);
+            }
+            None => tracing::info!(path = %self.path.display(),
+                "service log is writable again; nothing lost ({} lines written late)", status.lines_waiting),
+        }
+        true
     }
 
     /// NAME.log -> NAME.log.1 -> ... -> NAME.log.{keep}; the oldest is deleted; a fresh NAME.log opened.
@@ -362,20 +453,31 @@ impl Writer {
         }
     }
 
-    /// Reports a write failure (once per episode) and drops the file so the next line reopens it.
+    /// Reports a write failure (once per episode), starts the episode and drops the file; the bytes
+    /// still in the write buffer are counted lost.
     fn fail(&mut self, operation: &str, err: io::Error) {
         if !self.failing {
             self.failing = true;
             tracing::warn!(path = %self.path.display(), error = %err,
-                "cannot {operation} service log; lines are still kept in memory and tend retries with the next line");
+                "cannot {operation} service log; the newest lines are kept in memory, the rest counted, and tend retries");
         }
+        let now = Utc::now();
+        let episode = self
+            .episode
+            .get_or_insert_with(|| Episode::new(now, describe(&err), RETAIN_BYTES));
+        episode.set_error(describe(&err));
+        self.last_retry = Instant::now();
         if self.unreported.is_none() {
             self.unreported = Some(err);
         }
         if let Some(file) = self.file.take() {
             // Drop without the implicit flush-on-drop: that would just fail again.
-            drop(file.out.into_parts());
+            let (_, buffered) = file.out.into_parts();
+            let buffered = buffered.unwrap_or_else(|panicked| panicked.into_inner());
+            let lines = buffered.iter().filter(|&&b| b == b'\n').count() as u64;
+            episode.lose(now, lines, buffered.len() as u64);
         }
+        self.loss.send_replace(Some(episode.status()));
     }
 
     fn flush_file(&mut self) {
@@ -404,6 +506,10 @@ impl Writer {
         let (_old_file, buffered) = old.out.into_parts();
         let buffered = buffered.unwrap_or_else(|panicked| panicked.into_inner());
         if !self.reopen() {
+            // `reopen` started an episode: the buffered records (whole ones) wait with the rest.
+            if let Some(episode) = self.episode.as_mut() {
+                episode.keep(Utc::now(), String::from_utf8_lossy(&buffered).into_owned());
+            }
             return;
         }
         if let Some(file) = self.file.as_mut() {

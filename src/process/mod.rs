@@ -16,12 +16,14 @@ use tokio::process::{Child, Command};
 
 mod bounded;
 mod install;
+mod limits;
 mod pipes;
 mod port;
 mod watch;
 
 pub use bounded::{run_bounded, BoundedError, Finished};
 pub use install::write_executable;
+pub use limits::raise_open_files_limit;
 pub use pipes::{remove_unused as remove_unused_pipes, OutputPipes, PIPE_BUFFER_BYTES};
 pub use port::{port_holder, PortHolder};
 pub use watch::{ExitStatus, ExitWatch, ProcessIdentity};

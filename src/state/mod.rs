@@ -1,9 +1,11 @@
 //! Persisted state: what must survive a restart of tend (start history, sticky stops).
 //!
 //! One JSON file, `STATE_DIR/state.json`, always replaced atomically (write a temp file, fsync, rename,
-//! fsync the directory), so a crash mid-write leaves the old or the new file, never half of one. A file
-//! that cannot be read is moved aside and reported, never fatal. The core owns the in-memory
-//! [`PersistedState`]; this module only reads and writes it.
+//! fsync the directory), so a crash mid-write leaves the old or the new file, never half of one. Each
+//! save keeps the file it replaces as `state.json.prev` (a hard link). A file that cannot be read is
+//! moved aside and reported, never fatal, and the previous good file is used instead when there is
+//! one (also when `state.json` is missing). The core owns the in-memory [`PersistedState`]; this module
+//! only reads and writes it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -39,6 +41,9 @@ pub enum StartReason {
     Reload,
     /// The staged flood-wait recovery.
     Recovery,
+    /// Up but useless: telethon raised a flood wait at start-up (over 60 s), leaving HTTP up and the
+    /// dialog cache empty. Restarted through its group's queue once the account's wait is over.
+    Zombie,
     /// Not a start: a forced dialog-cache reload (`POST /reload_cache`). It fetches every dialog like a
     /// start does, so it is recorded in the same history and counts against the same spacing and budget.
     ReloadCache { by: String },
@@ -58,6 +63,7 @@ impl std::fmt::Display for StartReason {
             StartReason::Schedule { entry } => write!(f, "schedule {entry}"),
             StartReason::Reload => write!(f, "config reload"),
             StartReason::Recovery => write!(f, "flood recovery"),
+            StartReason::Zombie => write!(f, "stuck after a raised flood wait"),
             StartReason::ReloadCache { by } => write!(f, "cache reload by {by}"),
         }
     }
@@ -194,7 +200,14 @@ impl StateStore {
         self.dir.join("state.json")
     }
 
-    /// Loads the state; a missing file is an empty state, a corrupt one is moved aside with a warning.
+    /// The previous good state file, kept by every save: what a corrupt or lost `state.json` falls
+    /// back to.
+    pub fn previous_path(&self) -> PathBuf {
+        self.dir.join("state.json.prev")
+    }
+
+    /// Loads the state. A missing file is an empty state; a corrupt one is moved aside, and then (as
+    /// for a missing one) the previous good file is used when there is one, with a warning either way.
     pub fn load(&self, now_ms: Millis) -> Result<Loaded, StateError> {
         fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
             action: "create state dir",
@@ -202,56 +215,94 @@ impl StateStore {
             source,
         })?;
         let path = self.path();
-        let text = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let problem = match read_state(&path)? {
+            Read::Good(state) => {
                 return Ok(Loaded {
-                    state: PersistedState::default(),
+                    state,
                     warning: None,
                 })
             }
-            Err(source) => {
-                return Err(StateError::Io {
-                    action: "read state file",
-                    path,
-                    source,
-                })
-            }
-        };
-        match serde_json::from_slice::<PersistedState>(&text) {
-            Ok(state) if state.version == STATE_VERSION => Ok(Loaded {
-                state,
-                warning: None,
-            }),
-            outcome => {
-                let why = match outcome {
-                    Ok(state) => format!("unsupported version {}", state.version),
-                    Err(e) => e.to_string(),
-                };
+            Read::Missing => None,
+            Read::Bad(why) => {
                 let aside = self.dir.join(format!("state.json.corrupt-{now_ms}"));
                 fs::rename(&path, &aside).map_err(|source| StateError::Io {
                     action: "move aside corrupt state file",
                     path: path.clone(),
                     source,
                 })?;
-                Ok(Loaded {
-                    state: PersistedState::default(),
-                    warning: Some(format!(
-                        "state file {} was unreadable ({why}); moved it to {} and started with empty \
-                         history (restart spacing starts afresh)",
-                        path.display(),
-                        aside.display()
-                    )),
-                })
+                Some(format!(
+                    "state file {} was unreadable ({why}); moved it to {}",
+                    path.display(),
+                    aside.display()
+                ))
             }
-        }
+        };
+        let previous = self.previous_path();
+        let fallback = match read_state(&previous)? {
+            Read::Good(state) => Some(state),
+            Read::Missing | Read::Bad(_) => None,
+        };
+        let warning = match (problem, &fallback) {
+            (None, None) => None,
+            (Some(problem), None) => Some(format!(
+                "{problem} and started with empty history (restart spacing starts afresh)"
+            )),
+            (problem, Some(_)) => Some(format!(
+                "{}; using the previous good state {} (at most one save older: the newest start \
+                 or exit may be missing)",
+                problem.unwrap_or_else(|| format!("state file {} is missing", path.display())),
+                previous.display()
+            )),
+        };
+        Ok(Loaded {
+            state: fallback.unwrap_or_default(),
+            warning,
+        })
     }
 
-    /// Replaces the state file atomically.
+    /// Replaces the state file atomically, keeping the one it replaces as the previous good file
+    /// (a hard link, so `state.json` itself is never missing).
     pub fn save(&self, state: &PersistedState) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-        write_atomically(&self.path(), &bytes)
+        // Compact, not pretty: the file is rewritten at every start and exit.
+        let bytes = serde_json::to_vec(state).expect("state serializes");
+        let path = self.path();
+        let previous = self.previous_path();
+        let staged = self.dir.join(".state.json.prev.tmp");
+        let _ = fs::remove_file(&staged);
+        if fs::hard_link(&path, &staged).is_ok() {
+            fs::rename(&staged, &previous).map_err(|source| StateError::Io {
+                action: "keep the previous state file as",
+                path: previous.clone(),
+                source,
+            })?;
+        }
+        write_atomically(&path, &bytes)
     }
+}
+
+enum Read {
+    Good(PersistedState),
+    Missing,
+    Bad(String),
+}
+
+fn read_state(path: &Path) -> Result<Read, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Read::Missing),
+        Err(source) => {
+            return Err(StateError::Io {
+                action: "read state file",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(match serde_json::from_slice::<PersistedState>(&bytes) {
+        Ok(state) if state.version == STATE_VERSION => Read::Good(state),
+        Ok(state) => Read::Bad(format!("unsupported version {}", state.version)),
+        Err(e) => Read::Bad(e.to_string()),
+    })
 }
 
 /// Writes `bytes` to `path` so that readers see either the old or the new content.
@@ -309,13 +360,66 @@ mod tests {
         store.save(&state).unwrap();
         assert_eq!(store.load(2).unwrap().state, state);
 
+        // A second save keeps the first as the previous good file.
+        let mut newer = state.clone();
+        newer.service_mut("c").sticky_stop = true;
+        store.save(&newer).unwrap();
+        assert_eq!(store.load(3).unwrap().state, newer);
+
+        // Corrupt: moved aside, and the previous good state is used, with a warning.
         fs::write(store.path(), b"{ not json").unwrap();
         let loaded = store.load(7).unwrap();
-        assert_eq!(loaded.state, PersistedState::default());
+        assert_eq!(loaded.state, state);
         let warning = loaded.warning.unwrap();
         assert!(warning.contains("moved it to"), "{warning}");
+        assert!(
+            warning.contains("using the previous good state"),
+            "{warning}"
+        );
         assert!(dir.path().join("state.json.corrupt-7").exists());
         assert!(!store.path().exists());
+
+        // Lost: the previous good state again.
+        let loaded = store.load(8).unwrap();
+        assert_eq!(loaded.state, state);
+        assert!(loaded.warning.unwrap().contains("is missing"));
+
+        // Neither file usable: empty history, said so.
+        fs::write(store.path(), b"{ not json").unwrap();
+        fs::write(store.previous_path(), b"[]").unwrap();
+        let loaded = store.load(9).unwrap();
+        assert_eq!(loaded.state, PersistedState::default());
+        assert!(loaded
+            .warning
+            .unwrap()
+            .contains("started with empty history"));
+    }
+
+    #[test]
+    fn a_save_costs_bytes_per_start_not_a_pretty_printed_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let mut state = PersistedState::default();
+        for name in ["send_text", "send_media"] {
+            for i in 0..STARTS_KEPT as i64 {
+                state.record_start(
+                    name,
+                    StartRecord {
+                        at_ms: 1_800_000_000_000 + i,
+                        reason: StartReason::Crash {
+                            code: Some(1),
+                            signal: None,
+                        },
+                        forced: false,
+                    },
+                );
+            }
+        }
+        store.save(&state).unwrap();
+        let compact = fs::metadata(store.path()).unwrap().len();
+        let pretty = serde_json::to_vec_pretty(&state).unwrap().len() as u64;
+        // Measured: 400 starts are 29 KB compact against 67 KB pretty.
+        assert!(compact * 2 < pretty, "{compact} vs {pretty}");
     }
 
     #[test]

@@ -42,6 +42,9 @@ fn malformed_requests_get_error_replies_and_the_daemon_lives_on() {
         ),
         (r#"{"v":1,"cmd":"stop","names":[]}"#, "bad_request"),
         ("\u{0}\u{1}\u{2}", "bad_request"),
+        ("", "bad_request"),
+        (r#"{"v":1,"cmd":"ping","extra":true}"#, "bad_request"),
+        (r#"{"v":"one","cmd":"ping"}"#, "bad_request"),
     ];
     for (line, code) in cases {
         let reply = ask(&mut stream, &mut reader, line);

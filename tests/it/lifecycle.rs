@@ -559,3 +559,44 @@ fn as_pid1_sigquit_stops_and_a_sigint_skips_the_stop_grace() {
     assert_eq!(status.code(), Some(0), "{}", tend.stderr());
     assert!(world.read_log("stubborn").contains("killed by SIGKILL"));
 }
+
+#[test]
+fn three_hundred_services_start_with_a_soft_limit_of_256_open_files() {
+    const N: usize = 300;
+    let body: String = (0..N)
+        .map(|i| format!("[services.s{i:03}]\ncommand = \"sleep 1000\"\nstart_grace = \"10ms\"\nstop_timeout = \"2s\"\n"))
+        .collect();
+    let world = World::new(&body);
+    // tend started with a low soft limit (the hard limit as it is): it must raise it itself.
+    let wrapper = world.path().join("bin/tend-low-nofile");
+    install_executable(
+        format!("#!/bin/sh\nulimit -Sn 256 || exit 99\nexec {TEND} \"$@\"\n").as_bytes(),
+        &wrapper,
+    );
+    let tend = world.up_exe(&wrapper, &[]);
+    let running = wait_for(Duration::from_secs(120), "300 services running", || {
+        let status = world.status();
+        let running = status
+            .services
+            .iter()
+            .filter(|s| s.state == ServiceState::Running)
+            .count();
+        (running == N).then_some(running)
+    });
+    assert_eq!(running, N);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", tend.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields[3], fields[4],
+        "soft limit not raised to the hard one: {line}"
+    );
+    assert!(
+        !tend.stderr().contains("Too many open files"),
+        "{}",
+        tend.stderr()
+    );
+}

@@ -8,6 +8,7 @@ mod control;
 mod core;
 mod helper;
 mod lifecycle;
+mod queue;
 mod recovery;
 mod reload;
 mod schedule;

@@ -29,6 +29,9 @@ impl Supervisor {
                 raised: report.raised,
             };
             self.observe(name, observation);
+            if report.raised {
+                self.mark_zombie(name, now);
+            }
         }
         let Some(service) = self.services.get_mut(name) else {
             return;

@@ -154,6 +154,7 @@ impl Supervisor {
         service.down_since = None;
         service.evidence = Default::default();
         service.slot_given_back = None;
+        service.zombie_since = None;
         let grouped = service.cfg.group.clone();
         // Whatever started it runs the current settings: a restart a reload had scheduled is done.
         service.reload_restart = None;
@@ -273,6 +274,8 @@ impl Supervisor {
         let Some(run) = service.run.take_if(|r| r.id == run_id) else {
             return;
         };
+        // Whatever it was stuck in, that run is over.
+        service.zombie_since = None;
         let (code, signal) = match status {
             ExitStatus::Code(code) => (Some(code), None),
             ExitStatus::Signal(signal) => (None, Some(signal)),

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::probe::Status;
+use crate::check_result::Status;
 use crate::clock::{human_ms, Clock, Millis};
 use crate::config::{Config, FailAction, ServiceConfig};
 use crate::core::flood_model::Observation;
@@ -101,6 +101,8 @@ pub struct Supervisor {
     http: reqwest::Client,
     /// Why the last reload failed; cleared by a good one.
     config_error: Option<String>,
+    /// What was wrong with the state file at start (corrupt or missing, and what tend did).
+    state_warning: Option<String>,
     /// Counts the times orphans were reaped; runners cleaning up a process group wait on it.
     reaped: watch::Sender<u64>,
     /// A second termination signal came: every stop, now or later, skips its grace.
@@ -153,6 +155,7 @@ impl Supervisor {
             next_run_id: 1,
             http: reqwest::Client::new(),
             config_error: None,
+            state_warning: loaded.warning.clone(),
             reaped: watch::channel(0).0,
             hurry: false,
             queue_dirty: Default::default(),
@@ -333,9 +336,11 @@ impl Supervisor {
             .values()
             .filter_map(|r| r.wakeup())
             .map(|ms| self.clock.instant_at(ms));
+        let zombies = self.zombie_wake().map(|ms| self.clock.instant_at(ms));
         self.services
             .values()
             .filter_map(|s| s.timer.map(|(at, _)| at))
+            .chain(zombies)
             .chain(self.services.values().filter_map(|s| s.reload_restart))
             .chain(recoveries)
             .min()
@@ -343,6 +348,7 @@ impl Supervisor {
 
     fn fire_timers(&mut self) {
         let now_ms = self.clock.now_ms();
+        self.wake_zombies(now_ms);
         let due: Vec<String> = self
             .persisted
             .recoveries
@@ -436,7 +442,10 @@ impl Supervisor {
             return;
         }
         service.state = to;
-        if !matches!(to, ServiceState::Waiting | ServiceState::Backoff) && service.queued {
+        let waits = matches!(to, ServiceState::Waiting | ServiceState::Backoff);
+        // A zombie waits in the queue with its process up (see `Service::zombie_since`).
+        let zombie = service.zombie_since.is_some() && to.has_process();
+        if !waits && !zombie && service.queued {
             // Out of the waiting states is out of the group's queue (stopped, started, fatal).
             service.queued = false;
             service.slot = None;

@@ -79,6 +79,7 @@ impl Supervisor {
             backoff,
             now,
         );
+        let zombie = service.zombie_since.is_some();
         Candidate {
             name: name.to_string(),
             file_index: service.cfg.file_index,
@@ -86,8 +87,8 @@ impl Supervisor {
             reason,
             forced: false,
             down_since: service.down_since.unwrap_or(now),
-            own_ready_at: own.at,
-            own_hold: own.hold,
+            own_ready_at: if zombie { now } else { own.at },
+            own_hold: if zombie { None } else { own.hold },
         }
     }
 
@@ -224,7 +225,10 @@ impl Supervisor {
                     }
                 }
             }
-            service.timer = Some((at, Timer::Start));
+            if service.run.is_none() {
+                service.timer = Some((at, Timer::Start));
+            }
+            // (A zombie keeps its grace timer; the loop wakes for its slot through `zombie_wake`.)
             service.slot = Some(slot);
         }
         if let Some(name) = due {
@@ -236,10 +240,74 @@ impl Supervisor {
             service.slot = None;
             service.timer = None;
             let reason = service.pending_reason.clone();
+            if service.run.is_some() {
+                // A zombie: stop it; the restart follows its exit (the queue granted it now).
+                if service.state != ServiceState::Stopping {
+                    service.restart_after_stop = Some(PendingRestart {
+                        reason,
+                        forced: false,
+                        reply: None,
+                    });
+                    let why = "stuck after a raised flood wait; the account may fetch again";
+                    self.begin_stop(&name, why);
+                }
+                self.queue_dirty.insert(group.to_string());
+                return;
+            }
             let _ = self.spawn(&name, reason, false);
             // The others' slots move with this start.
             self.queue_dirty.insert(group.to_string());
         }
+    }
+
+    /// A raised flood wait (over telethon's threshold) in a run that is not ready leaves the service
+    /// up with an empty dialog cache: it is queued for a restart, which the queue grants once the
+    /// account's flood wait is over. Its own `min_restart_interval` does not hold it: it serves
+    /// nothing meanwhile, and the account's model guards the sweep.
+    pub(super) fn mark_zombie(&mut self, name: &str, now: Millis) {
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        let Some(group) = service.cfg.group.clone() else {
+            return;
+        };
+        if service.run.is_none()
+            || service.state == ServiceState::Stopping
+            || service.ready == Some(true)
+            || service.zombie_since.is_some()
+        {
+            return;
+        }
+        service.zombie_since = Some(now);
+        service.down_since = Some(now);
+        service.queued = true;
+        service.pending_reason = StartReason::Zombie;
+        let note = "stuck after a raised flood wait (HTTP up, empty dialog cache): restarts once                     the account's flood wait is over";
+        service.log.try_marker(note.to_string());
+        service.message = Some(note.to_string());
+        tracing::warn!(service = name, "{note}");
+        self.queue_dirty.insert(group);
+    }
+
+    /// The earliest slot of a zombie waiting in its group's queue (its restart is not a timer).
+    pub(super) fn zombie_wake(&self) -> Option<Millis> {
+        self.services
+            .values()
+            .filter(|s| s.zombie_since.is_some() && s.queued)
+            .filter_map(|s| s.slot.as_ref().map(|slot| slot.at))
+            .min()
+    }
+
+    /// Marks the groups of zombies whose slot has come for re-planning.
+    pub(super) fn wake_zombies(&mut self, now: Millis) {
+        let due: Vec<String> = self
+            .services
+            .values()
+            .filter(|s| s.zombie_since.is_some() && s.queued)
+            .filter(|s| s.slot.as_ref().is_some_and(|slot| slot.at <= now))
+            .filter_map(|s| s.cfg.group.clone())
+            .collect();
+        self.queue_dirty.extend(due);
     }
 
     /// Evidence that the current run of `name` fetched dialogs, and the model told.
@@ -251,6 +319,12 @@ impl Supervisor {
         let Some(started) = service.run.as_ref().map(|r| r.started_ms) else {
             return;
         };
+        if service.zombie_since.take().is_some() {
+            // It recovered on its own: no restart needed.
+            service.queued = false;
+            service.slot = None;
+            service.message = None;
+        }
         if service.evidence.ready_at.is_some() {
             return;
         }

@@ -116,6 +116,9 @@ pub(super) struct Service {
     pub(super) evidence: Evidence,
     /// Its last start died before fetching anything and gave its slot back (for `tend status`).
     pub(super) slot_given_back: Option<String>,
+    /// Since then its run is a zombie: telethon raised a flood wait at start-up and never became
+    /// ready. It waits in the group's queue (while running) for a restart.
+    pub(super) zombie_since: Option<Millis>,
 }
 
 impl Service {
@@ -144,6 +147,7 @@ impl Service {
             down_since: None,
             evidence: Evidence::default(),
             slot_given_back: None,
+            zombie_since: None,
         }
     }
 }

@@ -47,6 +47,7 @@ impl Supervisor {
                                 .count() as u32
                         })
                         .unwrap_or(0),
+                    log_loss: s.log.write_failure(),
                 }
             })
             .collect();
@@ -80,6 +81,7 @@ impl Supervisor {
             recoveries,
             accounts,
             config_error: self.config_error.clone(),
+            state_warning: self.state_warning.clone(),
             pending_removals: self.config.pending_removals.clone(),
         }
     }
@@ -97,6 +99,7 @@ impl Supervisor {
                     .zip(&snapshot.accounts)
                     .any(|(a, b)| a.model != b.model)
                 || current.config_error != snapshot.config_error
+                || current.state_warning != snapshot.state_warning
                 || current.pending_removals != snapshot.pending_removals
                 || current.recoveries.len() != snapshot.recoveries.len()
                 || current
