@@ -228,6 +228,9 @@ function renderBanners(view) {
       el('strong', { text: 'Configuration error: the last edit was not applied (the running configuration is unchanged)' }),
       el('pre', { text: view.config_error })));
   }
+  if (view.state_warning) {
+    box.append(el('div', { class: 'banner amber', id: 'state-warning' }, el('strong', { text: 'State file: ' }), view.state_warning));
+  }
   for (const n of view.web_notices || []) {
     box.append(el('div', { class: 'banner amber', 'data-web-notice': '' }, el('strong', { text: 'Status page: ' }), n));
   }
@@ -399,6 +402,8 @@ function cardContent(s) {
     el('h2', {}, el('span', { class: 'dot ' + s.color, title: s.state }), s.name,
       s.port ? el('span', { class: 'port muted', text: ':' + s.port }) : null),
     s.message ? el('p', { class: 'message', text: s.message }) : null,
+    s.log_loss ? el('p', { class: 'message log-loss', text: 'Logs not written since ' + when(Date.parse(s.log_loss.since)) + ': ' +
+      s.log_loss.error + ' · ' + s.log_loss.lines_lost + ' lines lost, ' + s.log_loss.lines_waiting + ' waiting in memory' }) : null,
     dl,
     s.error_types.length ? el('details', { class: 'breakdown' }, el('summary', { text: 'errors by type' }), types) : null,
     s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checkList(s.checks)) : null,

@@ -161,6 +161,8 @@ pub struct StatusView {
     pub alerts: Vec<AlertView>,
     /// Why the last reload of the configuration failed (nothing changed), until a good one.
     pub config_error: Option<String>,
+    /// The state file was corrupt or missing at start, and what tend did (until tend restarts).
+    pub state_warning: Option<String>,
     /// Groups (a "Clear Flood Wait" per group).
     pub groups: Vec<String>,
     /// Each group's account as the flood model sees it.
@@ -329,6 +331,10 @@ pub fn build(
             .config_error
             .as_ref()
             .map(|e| redactor.text(e).into_owned()),
+        state_warning: snapshot
+            .state_warning
+            .as_ref()
+            .map(|w| redactor.text(w).into_owned()),
         groups: config.groups.keys().cloned().collect(),
         accounts: snapshot
             .accounts
@@ -441,6 +447,15 @@ port = 5102
         assert_eq!(a.services[0].uptime_ms, Some(6_000));
         assert_eq!(b.services[0].uptime_ms, Some(12_000));
         assert_eq!((b.at_ms, b.snapshot_at_ms), (16_000, 10_000));
+        assert_eq!(b.state_warning, None);
+        let warned = Snapshot {
+            state_warning: Some("state.json was corrupt: moved aside".into()),
+            ..snapshot
+        };
+        assert_eq!(
+            view_at(&warned, 16_000).state_warning.as_deref(),
+            Some("state.json was corrupt: moved aside")
+        );
     }
 
     #[test]
