@@ -211,13 +211,19 @@ function renderTitle(view) {
   document.body.dataset.attention = String(bad.length);
 }
 
+// The two flood types people look for under one word: which is which.
+const TYPE_HINT = {
+  FloodWait: 'raised: longer than Telethon sleeps (an error)',
+  FloodSleep: 'a flood wait Telethon slept through (a warning)',
+};
+
 function fillOptions(view) {
   if (state.optionsFilled) return;
   state.optionsFilled = true;
   const svc = $('log-service');
   for (const s of view.services) svc.append(el('option', { value: s.name, text: s.name }));
   const types = $('log-type');
-  for (const t of view.error_types) types.append(el('option', { value: t, text: t }));
+  for (const t of view.error_types) types.append(el('option', { value: t, text: t + (TYPE_HINT[t] ? ' — ' + TYPE_HINT[t] : '') }));
 }
 
 function renderBanners(view) {
@@ -353,7 +359,9 @@ function cardContent(s) {
     ['memory', s.usage ? bytes(s.usage.rss_bytes) : '—'],
     ['CPU', s.usage && s.usage.cpu_percent !== null ? s.usage.cpu_percent.toFixed(1) + ' %' : '—'],
     ['cache', s.cache_size !== null && s.cache_size !== undefined ? Math.round(s.cache_size).toLocaleString() + ' entities' : '—'],
+    // Warnings counted too: "errors only" in the log viewer lists both severities.
     ['errors', s.errors_since_start + ' since start · ' + s.errors_total + ' since tend started'],
+    ['warnings', s.error_types.filter((t) => t.severity === 'warning').reduce((n, t) => n + t.since_start, 0) + ' since start'],
     ['restarts', s.restarts + ' (' + s.starts_24h + ' starts in 24 h)'],
     ['next start', next],
   ];

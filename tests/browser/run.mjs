@@ -340,6 +340,12 @@ async function main() {
   await step('filter logs by error type', async () => {
     await waitJs('error types offered', `[...document.getElementById('log-type').options].some(o => o.value === 'FloodSleep')`);
     await ev(`{ const s = document.getElementById('log-type'); s.value = 'FloodSleep'; s.dispatchEvent(new Event('change')); true }`);
+    const hint = await ev(`[...document.getElementById('log-type').options].find(o => o.value === 'FloodSleep').textContent`);
+    if (!hint.includes('slept through')) throw new Error('FloodSleep is not explained: ' + hint);
+    await waitJs('the FloodSleep warnings counted on the card', `(() => {
+      const dt = [...${card('noisy')}.querySelectorAll('dt')].find(d => d.textContent === 'warnings');
+      return dt && parseInt(dt.nextSibling.textContent, 10) > 0;
+    })()`);
     await waitJs('FloodSleep lines only', `(() => {
       const lines = [...document.querySelectorAll('#log-lines .line')];
       return lines.length > 0 && lines.every(l => l.querySelector('.kind')?.textContent.includes('FloodSleep'));
