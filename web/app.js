@@ -360,8 +360,9 @@ function cardContent(s) {
     ['CPU', s.usage && s.usage.cpu_percent !== null ? s.usage.cpu_percent.toFixed(1) + ' %' : '—'],
     ['cache', s.cache_size !== null && s.cache_size !== undefined ? Math.round(s.cache_size).toLocaleString() + ' entities' : '—'],
     // Warnings counted too: "errors only" in the log viewer lists both severities.
-    ['errors', s.errors_since_start + ' since start · ' + s.errors_total + ' since tend started'],
-    ['warnings', s.error_types.filter((t) => t.severity === 'warning').reduce((n, t) => n + t.since_start, 0) + ' since start'],
+    // "since start" is of the run that ended when there is no process: say so.
+    ['errors', s.errors_since_start + (alive ? ' since start' : ' in the last run') + ' · ' + s.errors_total + ' since tend started'],
+    ['warnings', s.error_types.filter((t) => t.severity === 'warning').reduce((n, t) => n + t.since_start, 0) + (alive ? ' since start' : ' in the last run')],
     ['restarts', s.restarts + ' (' + s.starts_24h + ' starts in 24 h)'],
     ['next start', next],
   ];
