@@ -99,7 +99,12 @@ function ask(title, text, okLabel, withReason) {
     $('confirm-ok').textContent = okLabel || 'OK';
     $('confirm-reason').value = '';
     $('confirm-reason-label').hidden = !withReason;
+    const mine = ask.asked = (ask.asked || 0) + 1;
     const done = () => {
+      // A close event is queued: the previous question's can arrive after this one opened. A newer
+      // question supersedes this one (it was answered, by Cancel); our own close finds it shut.
+      if (mine !== ask.asked) { dlg.removeEventListener('close', done); resolve(null); return; }
+      if (dlg.open) return;
       dlg.removeEventListener('close', done);
       resolve(dlg.returnValue === 'ok' ? { reason: $('confirm-reason').value } : null);
     };
@@ -151,6 +156,8 @@ function startLive() {
   es.addEventListener('status', (ev) => {
     $('live').classList.add('on');
     const view = JSON.parse(ev.data);
+    // at_ms is the server's clock when it built this view (not the snapshot's time), so the offset
+    // stays right between views and tick() moves every clock each second.
     state.clockOffset = view.at_ms - Date.now();
     render(view);
   });
@@ -187,7 +194,28 @@ function render(view) {
   renderGroups(view);
   renderCards(view);
   renderSchedules(view);
+  renderTitle(view);
 }
+
+// The title and favicon name what needs a look: "2 attention · zombie send_text · tend".
+function renderTitle(view) {
+  const bad = view.services.filter((s) => s.condition && s.condition.attention);
+  const words = bad.map((s) => s.condition.name.replace('_', ' ') + ' ' + s.name);
+  document.title = (bad.length ? '⚠ ' + words.join(', ') + ' · ' : '') + 'tend — status';
+  const color = bad.some((s) => s.color === 'red' || s.condition.name === 'zombie' || s.condition.name === 'fatal') ? '#d1423a'
+    : bad.length ? '#d99a14' : '#2f9e55';
+  let icon = document.querySelector('link[rel=icon]');
+  if (!icon) { icon = el('link', { rel: 'icon' }); document.head.append(icon); }
+  const href = 'data:image/svg+xml,' + encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="' + color + '"/></svg>');
+  if (icon.getAttribute('href') !== href) icon.setAttribute('href', href);
+  document.body.dataset.attention = String(bad.length);
+}
+
+// The two flood types people look for under one word: which is which.
+const TYPE_HINT = {
+  FloodWait: 'raised: longer than Telethon sleeps (an error)',
+  FloodSleep: 'a flood wait Telethon slept through (a warning)',
+};
 
 function fillOptions(view) {
   if (state.optionsFilled) return;
@@ -195,7 +223,7 @@ function fillOptions(view) {
   const svc = $('log-service');
   for (const s of view.services) svc.append(el('option', { value: s.name, text: s.name }));
   const types = $('log-type');
-  for (const t of view.error_types) types.append(el('option', { value: t, text: t }));
+  for (const t of view.error_types) types.append(el('option', { value: t, text: t + (TYPE_HINT[t] ? ' — ' + TYPE_HINT[t] : '') }));
 }
 
 function renderBanners(view) {
@@ -205,6 +233,9 @@ function renderBanners(view) {
     box.append(el('div', { class: 'banner red', id: 'config-error' },
       el('strong', { text: 'Configuration error: the last edit was not applied (the running configuration is unchanged)' }),
       el('pre', { text: view.config_error })));
+  }
+  if (view.state_warning) {
+    box.append(el('div', { class: 'banner amber', id: 'state-warning' }, el('strong', { text: 'State file: ' }), view.state_warning));
   }
   for (const n of view.web_notices || []) {
     box.append(el('div', { class: 'banner amber', 'data-web-notice': '' }, el('strong', { text: 'Status page: ' }), n));
@@ -222,8 +253,12 @@ function renderBanners(view) {
   for (const r of view.recoveries) {
     const stage = r.recovery.stage.stage;
     const finished = stage === 'done' || stage === 'cancelled';
+    // A finished recovery is news for a minute, then it is gone (tick() removes it).
+    const endedAt = finished ? r.recovery.stage.at_ms : null;
+    if (finished && serverNow() - endedAt > FINISHED_BANNER_MS) continue;
     const service = currentRecoveryService(r);
-    const b = el('div', { class: 'banner ' + (finished ? 'grey' : 'amber'), id: 'recovery-' + r.recovery.group },
+    const b = el('div', { class: 'banner ' + (finished ? 'grey' : 'amber'), id: 'recovery-' + r.recovery.group,
+      'data-expires': finished ? endedAt + FINISHED_BANNER_MS : null },
       el('strong', { text: 'Flood-wait recovery of ' + r.recovery.group }),
       ' · stage ', el('span', { class: 'stage', text: stage }),
       service ? ' · ' + service : '',
@@ -243,12 +278,25 @@ function currentRecoveryService(r) {
   return '';
 }
 
+const FINISHED_BANNER_MS = 60000;
+
+// Every second, between views: countdowns, uptimes and "next start in" move on the server's clock.
 function tick() {
+  const now = serverNow();
   for (const c of document.querySelectorAll('.countdown')) {
-    c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - serverNow()) + ' left';
+    c.textContent = (c.dataset.prefix || '') + human(Number(c.dataset.until) - now) + ' left';
   }
   for (const c of document.querySelectorAll('.next-in')) {
-    c.textContent = 'in ' + human(Number(c.dataset.at) - serverNow());
+    c.textContent = 'in ' + human(Number(c.dataset.at) - now);
+  }
+  for (const c of document.querySelectorAll('.uptime')) {
+    c.textContent = human(now - Number(c.dataset.since));
+  }
+  for (const c of document.querySelectorAll('.ago')) {
+    c.textContent = human(now - Number(c.dataset.at)) + ' ago';
+  }
+  for (const b of document.querySelectorAll('[data-expires]')) {
+    if (now > Number(b.dataset.expires)) b.remove();
   }
 }
 
@@ -258,6 +306,12 @@ function renderGroups(view) {
   for (const g of view.groups) {
     box.append(el('button', { class: 'flood', 'data-group': g, onclick: () => clearFlood(g) }, 'Clear Flood Wait (' + g + ')'));
   }
+  const accounts = $('accounts');
+  accounts.replaceChildren();
+  for (const a of view.accounts || []) {
+    accounts.append(el('li', { 'data-account': a.group }, el('strong', { text: a.group + ': ' }), a.summary));
+  }
+  accounts.hidden = !(view.accounts || []).length;
 }
 
 function renderCards(view) {
@@ -280,17 +334,37 @@ function renderCards(view) {
   for (const c of [...box.children]) if (!keep.has(c.dataset.service)) c.remove();
 }
 
+const ALIVE = ['starting', 'running', 'stopping'];
+
+function clock(cls, data, text) { return el('span', Object.assign({ class: cls, text }, data)); }
+
 function cardContent(s) {
+  const alive = ALIVE.includes(s.state);
+  const now = serverNow();
+  let next = 'allowed now';
+  if (s.next_start_hold) {
+    next = el('span', {}, s.next_start_hold + ' ',
+      clock('next-in', { 'data-at': s.next_start.at_ms }, 'in ' + human(s.next_start.at_ms - now)));
+  }
+  let uptime = '—';
+  if (s.uptime_ms !== null && s.since_ms) uptime = clock('uptime', { 'data-since': s.since_ms }, human(now - s.since_ms));
+  else if (s.last_exit) {
+    uptime = el('span', { class: 'muted' }, 'down · last run ' + human(s.last_exit.ran_ms) + ', ended ',
+      clock('ago', { 'data-at': s.last_exit.at_ms }, human(now - s.last_exit.at_ms) + ' ago'));
+  }
   const rows = [
-    ['state', s.state + (s.sticky_stop ? ' (stopped by hand)' : '')],
+    ['state', el('span', { class: 'condition cond-' + s.condition.name, text: s.condition.text + (s.sticky_stop ? ' (stopped by hand)' : '') })],
     ['pid', s.pid ?? '—'],
-    ['uptime', s.uptime_ms !== null ? human(s.uptime_ms) : '—'],
+    ['uptime', uptime],
     ['memory', s.usage ? bytes(s.usage.rss_bytes) : '—'],
     ['CPU', s.usage && s.usage.cpu_percent !== null ? s.usage.cpu_percent.toFixed(1) + ' %' : '—'],
     ['cache', s.cache_size !== null && s.cache_size !== undefined ? Math.round(s.cache_size).toLocaleString() + ' entities' : '—'],
-    ['errors', s.errors_since_start + ' since start · ' + s.errors_total + ' since tend started'],
+    // Warnings counted too: "errors only" in the log viewer lists both severities.
+    // "since start" is of the run that ended when there is no process: say so.
+    ['errors', s.errors_since_start + (alive ? ' since start' : ' in the last run') + ' · ' + s.errors_total + ' since tend started'],
+    ['warnings', s.error_types.filter((t) => t.severity === 'warning').reduce((n, t) => n + t.since_start, 0) + (alive ? ' since start' : ' in the last run')],
     ['restarts', s.restarts + ' (' + s.starts_24h + ' starts in 24 h)'],
-    ['next start', s.next_start_text || 'allowed now'],
+    ['next start', next],
   ];
   if (s.flood_until_ms && s.flood_until_ms > serverNow()) {
     rows.push(['flood wait', el('span', { class: 'countdown', 'data-until': s.flood_until_ms, text: human(s.flood_until_ms - serverNow()) + ' left' })]);
@@ -302,23 +376,47 @@ function cardContent(s) {
   for (const t of s.error_types.slice(0, 8)) {
     types.append(el('li', { class: 'sev-' + t.severity }, el('span', { text: t.name }), el('span', { class: 'n', text: String(t.since_start) })));
   }
-  const checks = el('ul', { class: 'checks' });
-  for (const c of s.checks) {
-    checks.append(el('li', { class: 'st-' + c.status, title: new Date(c.at_ms).toLocaleString() },
-      el('span', { text: c.check }), ' ', el('span', { class: 'msg', text: c.message })));
+  const checkList = (list) => {
+    const ul = el('ul', { class: 'checks' });
+    for (const c of list) {
+      ul.append(el('li', { class: 'st-' + c.status, title: new Date(c.at_ms).toLocaleString() },
+        el('span', { text: c.check }), ' ', el('span', { class: 'msg', text: c.message })));
+    }
+    return ul;
+  };
+  const last = s.last_run;
+  let lastRun = null;
+  if (last) {
+    // The dead run's checks: greyed, under a title that says when that run ended.
+    const ended = last.ended_ms ? 'ended ' + when(last.ended_ms) : 'before this tend started';
+    lastRun = el('details', { class: 'lastrun' }, el('summary', { text: 'last run (' + ended + ')' }),
+      last.cache_size !== null && last.cache_size !== undefined ? el('p', { class: 'muted', text: 'cache ' + Math.round(last.cache_size).toLocaleString() + ' entities' }) : null,
+      checkList(last.checks));
   }
   const op = state.me && state.me.role === 'operator';
+  // Disabled where the action makes no sense: Start on a live process, Stop on a stopped one,
+  // Reload Cache without a running process.
+  const down = ['stopped', 'exited', 'fatal'].includes(s.state);
+  const why = (ok, text) => (ok ? null : text);
+  const button = (cls, action, label, ok, no) => el('button', {
+    class: cls, disabled: !op || !ok, title: op ? why(ok, no) : 'operators only',
+    onclick: () => serviceAction(s.name, action, s),
+  }, label);
   const buttons = el('div', { class: 'buttons' },
-    el('button', { class: 'start', disabled: !op, onclick: () => serviceAction(s.name, 'start') }, 'Start'),
-    el('button', { class: 'stop danger', disabled: !op, onclick: () => serviceAction(s.name, 'stop') }, 'Stop'),
-    el('button', { class: 'restart', disabled: !op, onclick: () => serviceAction(s.name, 'restart') }, 'Restart'),
-    el('button', { class: 'reload', disabled: !op, onclick: () => serviceAction(s.name, 'reload_cache') }, 'Reload Cache'));
+    button('start', 'start', 'Start', !alive, 'it runs already'),
+    button('stop danger', 'stop', 'Stop', !down, 'it is stopped already'),
+    button('restart', 'restart', 'Restart', s.state === 'running' || s.state === 'starting', 'not running: use Start'),
+    button('reload', 'reload_cache', 'Reload Cache', s.state === 'running', 'not running'));
   return [
-    el('h2', {}, el('span', { class: 'dot ' + s.color, title: s.state }), s.name),
+    el('h2', {}, el('span', { class: 'dot ' + s.color, title: s.state }), s.name,
+      s.port ? el('span', { class: 'port muted', text: ':' + s.port }) : null),
     s.message ? el('p', { class: 'message', text: s.message }) : null,
+    s.log_loss ? el('p', { class: 'message log-loss', text: 'Logs not written since ' + when(Date.parse(s.log_loss.since)) + ': ' +
+      s.log_loss.error + ' · ' + s.log_loss.lines_lost + ' lines lost, ' + s.log_loss.lines_waiting + ' waiting in memory' }) : null,
     dl,
     s.error_types.length ? el('details', { class: 'breakdown' }, el('summary', { text: 'errors by type' }), types) : null,
-    s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checks) : null,
+    s.checks.length ? el('details', { class: 'lastchecks', open: true }, el('summary', { text: 'last checks' }), checkList(s.checks)) : null,
+    lastRun,
     buttons,
   ].filter(Boolean);
 }
@@ -354,20 +452,27 @@ function renderSchedules(view) {
 
 const LABEL = { start: 'Start', stop: 'Stop', restart: 'Restart', reload_cache: 'Reload Cache' };
 
-async function serviceAction(name, action) {
+async function serviceAction(name, action, s) {
   let reason = '';
   if (action === 'stop') {
     const ok = await ask('Stop ' + name + '?', 'It stays stopped until someone starts it. Every later start fetches all dialogs again.', 'Stop', true);
     if (!ok) return;
     reason = ok.reason;
   }
+  if (action === 'restart') {
+    const cache = s && s.cache_size ? ' (' + Math.round(s.cache_size).toLocaleString() + ' entities now)' : '';
+    const ok = await ask('Restart ' + name + '?', 'A restart costs a full dialog fetch' + cache +
+      ' on the shared Telegram account and counts against the group\'s start budget; too many earn a flood wait for every service of the account. To reload the cache only, use Reload Cache.', 'Restart', true);
+    if (!ok) return;
+    reason = ok.reason;
+  }
   let r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { reason });
   if (r.status === 409 && r.data && r.data.outcome === 'refused') {
-    const first = await ask(LABEL[action] + ' refused', r.data.message + '. Starting more often can earn a flood wait for the whole account.', 'Force ' + LABEL[action].toLowerCase() + '…', true);
+    const first = await ask(LABEL[action] + ' refused', r.data.message.replace(/^refused: /, '') + '. Starting more often can earn a flood wait for the whole account.', 'Force ' + LABEL[action].toLowerCase() + '…', true);
     if (!first) return;
     const second = await ask('Really force?', 'This bypasses the restart spacing for ' + name + '. Are you sure?', 'Yes, force it', false);
     if (!second) return;
-    r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { force: true, reason: first.reason });
+    r = await api('POST', '/api/services/' + encodeURIComponent(name) + '/' + action, { force: true, reason: first.reason || reason });
   }
   report(r, LABEL[action] + ' ' + name);
   loadAudit();
@@ -440,8 +545,17 @@ function historyAlerts() {
 function renderHistory(h) {
   const box = $('history');
   box.replaceChildren();
-  const slots = 120;
+  // Fewer, wider dots on a phone (3-minute buckets), so each can be tapped.
+  const slots = $('history').clientWidth < 560 ? 40 : 120;
   const span = h.now_ms - h.since_ms;
+  const showTip = (service, e) => {
+    const t = e.target.dataset && e.target.dataset.at;
+    if (!t) return;
+    const tip = $('history-tip');
+    tip.hidden = false;
+    const cls = e.target.classList.contains('red') ? 'no answer' : e.target.classList.contains('green') ? 'answered' : 'no data';
+    tip.textContent = service + ' · ' + new Date(Number(t)).toLocaleTimeString() + ' · ' + cls;
+  };
   for (const s of h.strips) {
     const buckets = new Array(slots).fill(null);
     for (const [at, status] of s.points) {
@@ -451,19 +565,21 @@ function renderHistory(h) {
       buckets[i] = buckets[i] === 'red' || bad ? 'red' : 'green';
     }
     const strip = el('div', { class: 'strip', 'data-service': s.service });
+    strip.style.gridTemplateColumns = 'repeat(' + slots + ', 1fr)'; // CSSOM: the CSP forbids style attributes
     buckets.forEach((b, i) => {
       const from = h.since_ms + i * span / slots;
       strip.append(el('span', { class: 'hdot ' + (b || 'grey'), 'data-at': Math.round(from) }));
     });
-    strip.addEventListener('pointermove', (e) => {
-      const t = e.target.dataset && e.target.dataset.at;
-      if (!t) return;
-      const tip = $('history-tip');
-      tip.hidden = false;
-      const cls = e.target.classList.contains('red') ? 'no answer' : e.target.classList.contains('green') ? 'answered' : 'no data';
-      tip.textContent = s.service + ' · ' + new Date(Number(t)).toLocaleTimeString() + ' · ' + cls;
-    });
+    // pointermove for a mouse, pointerdown for a tap.
+    strip.addEventListener('pointermove', (e) => showTip(s.service, e));
+    strip.addEventListener('pointerdown', (e) => showTip(s.service, e));
     box.append(el('div', { class: 'strip-row' }, el('span', { class: 'strip-name', text: s.service + (s.check ? ' (' + s.check + ')' : '') }), strip));
+  }
+  if (h.strips.length) {
+    // The time axis: the strip's start, middle and end as clock times.
+    const at = (f) => new Date(h.since_ms + f * span).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    box.append(el('div', { class: 'strip-row' }, el('span'),
+      el('div', { class: 'axis' }, el('span', { text: at(0) }), el('span', { text: at(0.5) }), el('span', { text: at(1) + ' (now)' }))));
   }
 }
 
@@ -482,6 +598,7 @@ async function loadChats() {
   $('chats-empty').hidden = r.data.rows.length > 0;
   $('chats').hidden = r.data.rows.length === 0;
   $('chats-advice').textContent = r.data.rows.length ? r.data.advice : '';
+  $('chats-advice').hidden = !(r.data.rows.length && r.data.advice);
 }
 
 // ---------- audit ----------

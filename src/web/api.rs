@@ -171,6 +171,7 @@ pub(super) async fn build_view(state: &WebState) -> StatusView {
     let mut view = view::build(
         &live.config,
         &snapshot,
+        crate::clock::Clock::new().now_ms(),
         &errors,
         &usage,
         &live.redactor,
@@ -328,11 +329,13 @@ fn outcome_status(outcome: &Outcome) -> StatusCode {
     }
 }
 
+use super::condition::{prefixed, web_words};
+
 fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Done { message } => format!("done: {message}"),
-        Outcome::Refused { message, .. } => format!("refused: {message}"),
-        Outcome::Failed { message } => format!("failed: {message}"),
+        Outcome::Done { message } => prefixed("done: ", message),
+        Outcome::Refused { message, .. } => prefixed("refused: ", message),
+        Outcome::Failed { message } => prefixed("failed: ", message),
         Outcome::NoSuchService => "no such service".into(),
     }
 }
@@ -365,10 +368,10 @@ fn action_response(state: &WebState, mut result: ActionResult) -> Response {
     let status = outcome_status(&result.outcome);
     match &mut result.outcome {
         Outcome::Done { message } | Outcome::Failed { message } => {
-            *message = state.live().redactor.text(message).into_owned();
+            *message = web_words(&state.live().redactor.text(message));
         }
         Outcome::Refused { message, .. } => {
-            *message = state.live().redactor.text(message).into_owned();
+            *message = web_words(&state.live().redactor.text(message));
         }
         Outcome::NoSuchService => {}
     }
@@ -660,7 +663,7 @@ async fn history(
     Query(p): Query<HistoryParams>,
 ) -> Json<serde_json::Value> {
     let minutes = p.minutes.unwrap_or(120).clamp(1, 24 * 60);
-    let now = state.core.snapshot().borrow().at_ms;
+    let now = crate::clock::Clock::new().now_ms();
     let since = now - minutes * 60_000;
     let series = state.monitor.history(since).await;
     let mut strips = Vec::new();

@@ -34,6 +34,7 @@ mod api;
 mod assets;
 pub mod audit;
 pub mod auth;
+mod condition;
 mod error;
 pub mod guard;
 pub mod limiter;

@@ -7,7 +7,8 @@
 // plus a shell service that prints hostile lines), runs `tend up`, and in the browser: logs in, sees
 // both cards turn green, stops a service through the confirmation and watches its card turn red live,
 // filters the logs by error type, runs diagnostics, starts a flood recovery and sees its countdown,
-// sees the Schedules section list a schedule with its next run and last outcome,
+// sees the Schedules section list a schedule with its next run and last outcome, sees the clocks tick,
+// the zombie named (a fourth sim in a start-up FloodWait), dead runs cleared, no word split at 390 px,
 // checks that injected markup never runs, and that the page fits a phone screen.
 // UPDATE_SCREENSHOT=1 also saves docs/screenshot.png.
 
@@ -59,7 +60,7 @@ async function waitUntil(what, fn, timeout = TIMEOUT) {
 async function setUp() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tend-browser-'));
   dirs.push(dir);
-  const [web, p1, p2] = [await freePort(), await freePort(), await freePort()];
+  const [web, p1, p2, p3] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const hash = spawnSync(tend, ['hash-password'], { input: 'browser-pass\n' }).stdout.toString().trim();
   if (!hash.startsWith('$argon2id$')) throw new Error('tend hash-password failed: ' + hash);
   const sim = (svc, port) => `tend sim --service ${svc} --port ${port} --account acct_${svc} --state-dir sim --time-scale 0.01`;
@@ -101,11 +102,17 @@ stop_timeout = "3s"
 command = ["sh", "-c", ${JSON.stringify(noisy)}]
 start_grace = "200ms"
 
+# The zombie: a FloodWait at start-up longer than Telethon sleeps, so HTTP is up and the cache empty.
+[services.stuck]
+command = "tend sim --service send_text --port ${p3} --account acct_stuck --state-dir sim --time-scale 0.01 --force-flood 100000"
+port = ${p3}
+start_grace = "200ms"
+
 [checks.health]
 kind = "http"
 url = "http://{host}:{port}/health"
 body_contains = "ok"
-services = ["send_text", "send_media"]
+services = ["send_text", "send_media", "stuck"]
 interval = "1s"
 timeout = "500ms"
 
@@ -116,7 +123,7 @@ pointer = "/cache_size"
 min = 1
 warn_below = 3900
 readiness = true
-services = ["send_text", "send_media"]
+services = ["send_text", "send_media", "stuck"]
 interval = "1s"
 timeout = "500ms"
 
@@ -243,6 +250,62 @@ async function main() {
       .catch(async (e) => { throw new Error(e.message + ': ' + await ev(`[...document.querySelectorAll('.card')].map(c => c.dataset.service + '=' + c.dataset.state + '/' + c.dataset.color).join(' ')`)); });
   });
 
+  await step('cards in file order, port on each, named state in the card', async () => {
+    const order = await ev(`[...document.querySelectorAll('.card')].map(c => c.dataset.service).join(',')`);
+    if (order !== 'send_text,send_media,noisy,stuck') throw new Error('cards in order ' + order);
+    const port = await ev(`${card('send_text')}.querySelector('.port')?.textContent || ''`);
+    if (!/^:\d+$/.test(port)) throw new Error('no port on the card: ' + port);
+    await waitJs('a named running state', `${card('send_text')}.querySelector('.condition.cond-running') !== null`);
+    const buttons = await ev(`['start','stop','restart','reload'].map(b => b + '=' + ${card('send_text')}.querySelector('button.' + b).disabled).join(' ')`);
+    if (buttons !== 'start=true stop=false restart=false reload=false') throw new Error('buttons on a running service: ' + buttons);
+    const accounts = await ev(`document.querySelector('#accounts [data-account="telegram"]')?.textContent || ''`);
+    if (!accounts.includes('telegram')) throw new Error('no account summary: ' + accounts);
+  });
+
+  await step('the zombie is named on its card, in the title and in /api/status', async () => {
+    await waitJs('the zombie state', `${card('stuck')}?.querySelector('.condition.cond-zombie') !== null`, 30000)
+      .catch(async (e) => { throw new Error(e.message + ': ' + await ev(`${card('stuck')}?.textContent`)); });
+    const title = await ev(`document.title`);
+    if (!title.includes('zombie stuck')) throw new Error('the title says: ' + title);
+    const api = await ev(`(async () => (await (await fetch('/api/status')).json()).services.find((s) => s.name === 'stuck').condition.name)()`);
+    if (api !== 'zombie') throw new Error('/api/status says ' + api);
+  });
+
+  await step('uptimes tick every second between views and agree with /api/status', async () => {
+    // Sample for ~5 s: the SSE view comes every 5 s, so 4+ distinct values mean the client ticks.
+    const seen = [];
+    const until = Date.now() + 5200;
+    while (Date.now() < until) {
+      seen.push(await ev(`${card('send_text')}.querySelector('.uptime')?.textContent || ''`));
+      await sleep(250);
+    }
+    const distinct = [...new Set(seen)];
+    if (distinct.length < 4) throw new Error('uptime moved only through ' + distinct.join(' | '));
+    const agree = await ev(`(async () => {
+      const a = await (await fetch('/api/status')).json();
+      await new Promise((r) => setTimeout(r, 1200));
+      const t0 = Date.now();
+      const b = await (await fetch('/api/status')).json();
+      const latency = Date.now() - t0;
+      const mine = serverNow() - b.services.find((s) => s.name === 'send_text').since_ms;
+      const api = b.services.find((s) => s.name === 'send_text').uptime_ms;
+      const before = a.services.find((s) => s.name === 'send_text').uptime_ms;
+      return JSON.stringify({ moved: api - before, diff: Math.abs(mine - api) - latency });
+    })()`);
+    const { moved, diff } = JSON.parse(agree);
+    if (moved < 1000) throw new Error('/api/status uptime_ms moved ' + moved + ' ms in 1.2 s');
+    if (diff > 1000) throw new Error('the page clock and /api/status differ by ' + diff + ' ms');
+  });
+
+  await step('Restart asks first and says what it costs', async () => {
+    await ev(`${card('send_text')}.querySelector('button.restart').click(); true`);
+    await waitJs('the confirmation', `document.getElementById('confirm').open`);
+    const text = await ev(`document.getElementById('confirm-text').textContent`);
+    if (!text.includes('full dialog fetch')) throw new Error('restart confirmation says: ' + text);
+    await ev(`document.getElementById('confirm-cancel').click(); true`);
+    await waitJs('the dialog closed', `!document.getElementById('confirm').open`);
+  });
+
   await step('the schedules section shows each schedule, its next run and last outcome', async () => {
     await waitJs('the heartbeat row with a countdown and an ok run', `(() => {
       const row = document.querySelector('#schedules tr[data-schedule="heartbeat"]');
@@ -256,15 +319,33 @@ async function main() {
     const title = await ev(`document.getElementById('confirm-title').textContent`);
     if (!title.includes('Stop send_media')) throw new Error('confirmation says: ' + title);
     await ev(`document.getElementById('confirm-reason').value = 'browser test'; document.getElementById('confirm-ok').click(); true`);
-    await waitJs('send_media red', `${card('send_media')}.dataset.color === 'red'`);
+    await waitJs('send_media red', `${card('send_media')}.dataset.color === 'red'`)
+      .catch(async (e) => { throw new Error(e.message + ': ' + await ev(`${card('send_media')}.dataset.state + '/' + ${card('send_media')}.dataset.color + ' ' + ${card('send_media')}.textContent`)); });
     const others = await ev(`${card('send_text')}.dataset.color`);
-    if (others !== 'green') throw new Error('send_text is ' + others);
+    if (others !== 'green') throw new Error('send_text is ' + others + ': ' + await ev(`${card('send_text')}.textContent`));
     await waitJs('the audit row', `[...document.querySelectorAll('#audit tbody tr')].some(r => r.textContent.includes('browser test'))`);
+    // The dead run's values are gone from the card: no live checks, no cache; the last run is named.
+    await waitJs('the dead run cleared', `(() => {
+      const c = ${card('send_media')};
+      return !c.querySelector('.lastchecks') && !c.querySelector('.uptime') && c.querySelector('.lastrun summary')?.textContent.startsWith('last run (ended');
+    })()`);
+    const cache = await ev(`[...${card('send_media')}.querySelectorAll('dt')].find(d => d.textContent === 'cache').nextSibling.textContent`);
+    if (cache !== '—') throw new Error('a stopped card shows cache ' + cache);
+    const buttons = await ev(`['start','stop','restart','reload'].map(b => b + '=' + ${card('send_media')}.querySelector('button.' + b).disabled).join(' ')`);
+    if (buttons !== 'start=false stop=true restart=true reload=true') throw new Error('buttons on a stopped service: ' + buttons);
+    const down = await ev(`${card('send_media')}.querySelector('.ago')?.textContent || ''`);
+    if (!/ago$/.test(down)) throw new Error('no "ended ... ago" on the stopped card: ' + down);
   });
 
   await step('filter logs by error type', async () => {
     await waitJs('error types offered', `[...document.getElementById('log-type').options].some(o => o.value === 'FloodSleep')`);
     await ev(`{ const s = document.getElementById('log-type'); s.value = 'FloodSleep'; s.dispatchEvent(new Event('change')); true }`);
+    const hint = await ev(`[...document.getElementById('log-type').options].find(o => o.value === 'FloodSleep').textContent`);
+    if (!hint.includes('slept through')) throw new Error('FloodSleep is not explained: ' + hint);
+    await waitJs('the FloodSleep warnings counted on the card', `(() => {
+      const dt = [...${card('noisy')}.querySelectorAll('dt')].find(d => d.textContent === 'warnings');
+      return dt && parseInt(dt.nextSibling.textContent, 10) > 0;
+    })()`);
     await waitJs('FloodSleep lines only', `(() => {
       const lines = [...document.querySelectorAll('#log-lines .line')];
       return lines.length > 0 && lines.every(l => l.querySelector('.kind')?.textContent.includes('FloodSleep'));
@@ -296,6 +377,14 @@ async function main() {
     if (process.env.UPDATE_SCREENSHOT) {
       await sleep(1500);
       await ev(`document.getElementById('toast').hidden = true; true`);
+      await page('Emulation.setDeviceMetricsOverride', { width: 1440, height: 900, deviceScaleFactor: 1, mobile: false });
+      await sleep(300);
+      const wide = await page('Page.getLayoutMetrics');
+      const big = await page('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true,
+        clip: { x: 0, y: 0, width: 1440, height: Math.min(2600, Math.ceil(wide.cssContentSize.height)), scale: 1 } });
+      fs.writeFileSync(path.join(repo, 'docs/screenshot-1440.png'), Buffer.from(big.data, 'base64'));
+      await page('Emulation.clearDeviceMetricsOverride');
+      await ev(`document.getElementById('toast').hidden = true; true`);
       const { cssContentSize } = await page('Page.getLayoutMetrics');
       const shot = await page('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true,
         clip: { x: 0, y: 0, width: 1280, height: Math.min(2600, Math.ceil(cssContentSize.height)), scale: 1 } });
@@ -309,6 +398,35 @@ async function main() {
     }
     const overflow = await ev(`document.documentElement.scrollWidth - window.innerWidth`);
     if (overflow > 2) throw new Error('the page is wider than a phone by ' + overflow + ' px');
+    // No word is split across lines: every cell or card value without a space renders as one line.
+    const split = await ev(`(() => {
+      const out = [];
+      for (const cell of document.querySelectorAll('td, .card dd, .card dt, .strip-name')) {
+        for (const node of cell.childNodes) {
+          if (node.nodeType !== 3 || !node.textContent.trim() || /\\s/.test(node.textContent.trim())) continue;
+          const r = document.createRange(); r.selectNodeContents(node);
+          if (r.getClientRects().length > 1) out.push(node.textContent);
+        }
+      }
+      return out.slice(0, 5).join(' | ');
+    })()`);
+    if (split) throw new Error('words split across lines at 390 px: ' + split);
+    // The health strip on a phone: a time axis, dots wide enough to tap, and a tap shows the tip.
+    await ev(`loadHistory().then(() => true)`);
+    const strip = await ev(`(() => {
+      const dot = document.querySelector('.strip[data-service="send_text"] .hdot:last-child');
+      dot.dispatchEvent(new PointerEvent('pointerdown', { bubbles: true }));
+      return JSON.stringify({ width: dot.getBoundingClientRect().width, n: dot.parentNode.children.length, sw: dot.parentNode.getBoundingClientRect().width, hw: document.getElementById('history').clientWidth, axis: document.querySelectorAll('#history .axis span').length,
+        tip: document.getElementById('history-tip').hidden ? '' : document.getElementById('history-tip').textContent });
+    })()`);
+    const { width, axis, tip } = JSON.parse(strip);
+    if (width < 5 || axis !== 3 || !tip.includes('send_text')) throw new Error('health strip on a phone: ' + strip);
+    if (process.env.UPDATE_SCREENSHOT) {
+      const { cssContentSize } = await page('Page.getLayoutMetrics');
+      const shot = await page('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true,
+        clip: { x: 0, y: 0, width: 390, height: Math.min(3000, Math.ceil(cssContentSize.height)), scale: 1 } });
+      fs.writeFileSync(path.join(repo, 'docs/screenshot-390.png'), Buffer.from(shot.data, 'base64'));
+    }
     await page('Emulation.clearDeviceMetricsOverride');
   });
 
@@ -328,6 +446,8 @@ async function main() {
     await waitJs('the confirmation', `document.getElementById('confirm').open`);
     await ev(`document.getElementById('confirm-ok').click(); true`);
     await waitJs('the recovery cancelled', `document.querySelector('#recovery-telegram .stage')?.textContent === 'cancelled'`);
+    const words = await ev(`[...document.querySelectorAll('.card .message, .banner')].map(m => m.textContent).join(' | ')`);
+    if (/--force|refused: refused|`tend start/.test(words)) throw new Error('CLI wording on the page: ' + words);
   });
 
   if (b.errors.length) throw new Error('page errors: ' + b.errors.join('; '));
