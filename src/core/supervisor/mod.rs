@@ -1,8 +1,11 @@
 //! The supervisor actor: owns every service's runtime state and performs every start and stop.
 //!
-//! One task runs [`Supervisor::run`]: a loop over a closed set of inputs (commands, process exits, timers,
-//! SIGCHLD, shutdown). Waiter tasks (one per running process) own the `Child` and report its exit back as
-//! an [`Internal`] message; they never touch service state.
+//! One task runs [`Supervisor::run`]: a loop over a closed set of inputs (commands, runner messages,
+//! timers, SIGCHLD, shutdown); at the end of each turn it drives the groups' start queues and publishes
+//! the snapshot. Runner tasks (`runner.rs`, one per run) own the process's exit watch, capture and
+//! signals and report its exit back as an [`Internal`] message; the state writer (`persist.rs`) and the
+//! `/reload_cache` requests run in tasks of their own. None of them touches service state. This file
+//! holds the struct, the loop and the dispatch; each concern has its own file beside it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
