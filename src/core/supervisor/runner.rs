@@ -224,24 +224,7 @@ impl Runner {
         for &pid in &found {
             let _ = process::signal_pid(pid, self.args.stop_signal);
         }
-        let deadline = Instant::now() + self.args.stop_timeout;
-        self.args.reaped.borrow_and_update();
-        while !process::marked(&mark).is_empty() && !self.hurried {
-            tokio::select! {
-                changed = self.args.reaped.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep_until(deadline).await;
-                        break;
-                    }
-                }
-                message = self.inbox.next() => {
-                    if let Some(RunControl::Hurry) = message {
-                        self.hurried = true;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+        self.wait_while(|| !process::marked(&mark).is_empty()).await;
         let left = process::marked(&mark);
         if left.is_empty() {
             return;
@@ -258,6 +241,29 @@ impl Runner {
             ))
             .await;
         tracing::warn!(service = %self.args.name, pids = %pids_text(&left), "processes that left the service's group were killed");
+    }
+
+    /// Waits, for at most `stop_timeout`, while `alive` holds: woken by each reap of the actor (the
+    /// processes waited for are tend's children once their parent is gone) and cut short by a hurry.
+    async fn wait_while(&mut self, alive: impl Fn() -> bool) {
+        let deadline = Instant::now() + self.args.stop_timeout;
+        self.args.reaped.borrow_and_update();
+        while alive() && !self.hurried {
+            tokio::select! {
+                changed = self.args.reaped.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                }
+                message = self.inbox.next() => {
+                    if let Some(RunControl::Hurry) = message {
+                        self.hurried = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
     }
 
     /// After the main process exited, nothing of its group may linger (orphaned workers holding the
@@ -278,24 +284,7 @@ impl Runner {
             ))
             .await;
         let _ = process::signal_group(pgid, self.args.stop_signal);
-        let deadline = Instant::now() + self.args.stop_timeout;
-        self.args.reaped.borrow_and_update();
-        while process::group_alive(pgid) && !self.hurried {
-            tokio::select! {
-                changed = self.args.reaped.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep_until(deadline).await;
-                        break;
-                    }
-                }
-                message = self.inbox.next() => {
-                    if let Some(RunControl::Hurry) = message {
-                        self.hurried = true;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+        self.wait_while(|| process::group_alive(pgid)).await;
         if process::group_alive(pgid) {
             let _ = self
                 .args
