@@ -30,7 +30,7 @@ impl Supervisor {
             };
             self.observe(name, observation);
             if report.raised {
-                self.mark_zombie(name, now);
+                self.mark_zombie(name, report.at_ms, now);
             }
         }
         let Some(service) = self.services.get_mut(name) else {

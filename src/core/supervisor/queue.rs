@@ -141,11 +141,10 @@ impl Supervisor {
         };
         let mut candidates = self.queued(&group, Some(name), now);
         let mut me = self.candidate(name, service.pending_reason.clone(), now);
-        me.own_ready_at = own.at;
-        me.own_hold = own.hold.clone();
-        if !service.queued {
-            // Asked now (a person, a check, a reload): down for no time yet.
-            me.down_since = service.down_since.unwrap_or(now);
+        if service.zombie_since.is_none() {
+            // The caller's backoff (a crash restart asks with it, a person without).
+            me.own_ready_at = own.at;
+            me.own_hold = own.hold.clone();
         }
         candidates.push(me);
         let Some(plan) = self.plan(&group, &candidates, now) else {
@@ -264,14 +263,30 @@ impl Supervisor {
     /// up with an empty dialog cache: it is queued for a restart, which the queue grants once the
     /// account's flood wait is over. Its own `min_restart_interval` does not hold it: it serves
     /// nothing meanwhile, and the account's model guards the sweep.
-    pub(super) fn mark_zombie(&mut self, name: &str, now: Millis) {
+    pub(super) fn mark_zombie(&mut self, name: &str, reported_ms: Millis, now: Millis) {
+        let Some(attribution) = self
+            .services
+            .get(name)
+            .and_then(|s| s.cfg.group.as_deref())
+            .and_then(|g| self.queue_rules(g))
+            .map(|rules| rules.model.attribution_ms)
+        else {
+            return;
+        };
         let Some(service) = self.services.get_mut(name) else {
             return;
         };
         let Some(group) = service.cfg.group.clone() else {
             return;
         };
-        if service.run.is_none()
+        // Only the start-up sweep's wait makes a zombie: a raised wait on a later refresh of a service
+        // that has been serving leaves its cache as it was.
+        let young = service
+            .run
+            .as_ref()
+            .is_some_and(|r| reported_ms - r.started_ms <= attribution);
+        if !young
+            || service.run.is_none()
             || service.state == ServiceState::Stopping
             || service.ready == Some(true)
             || service.zombie_since.is_some()
