@@ -112,11 +112,17 @@ impl Supervisor {
 
     fn plan(&self, group: &str, candidates: &[Candidate], now: Millis) -> Option<Plan> {
         let rules = self.queue_rules(group)?;
+        let nothing_seen = FloodModel::default();
+        let model = self
+            .persisted
+            .flood_models
+            .get(group)
+            .unwrap_or(&nothing_seen);
         Some(start_queue::plan(
             candidates,
             &rules,
             &self.group_starts(group),
-            &self.flood_model(group),
+            model,
             now,
         ))
     }
